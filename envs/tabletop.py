@@ -1,0 +1,265 @@
+"""The tabletop manipulation env: a 7-DoF arm, a three-drawer cabinet and five objects, RT-1 actions at 3 Hz.
+
+## Action space: ``Box(7)``, float32, in RT-1 order and units
+
+| index | field | unit | bounds |
+|---|---|---|---|
+| 0–2 | ``world_vector``: end-effector translation, robot base frame (x fwd, y left, z up) | metres per step | ±0.05 |
+| 3–5 | ``rotation_delta``: roll, pitch, yaw about the base axes, applied before the current orientation | radians per step | ±0.25 |
+| 6 | ``gripper_closedness_action``: relative change of the commanded closedness (+1 close, −1 open) | — | ±1 |
+
+Values outside the bounds are clipped (RT-1 policies are trained on clipped actions too); NaN/inf values or a
+shape other than (7,) raise ``ValueError``. The commanded closedness ``g`` is kept in [0, 1] and updated
+``g ← clip(g + a₆, 0, 1)``. The end-effector target is clipped to the workspace box of :class:`envs.robot.ArmLimits`.
+
+## Observation space: ``Dict``, mirroring RT-1's keys
+
+| key | shape, dtype | meaning |
+|---|---|---|
+| ``image`` | (H, W, 3) uint8 | head camera, ``image_size=(H, W)``, default (256, 320) as RT-1 |
+| ``natural_language_instruction`` | str | e.g. ``"pick coke can"`` |
+| ``natural_language_embedding`` | (512,) float32 | :func:`worldmodel.language.embed_instruction` of the instruction |
+| ``base_pose_tool_reached`` | (7,) float32 | end-effector position (m, base frame) + quaternion (x, y, z, w) |
+| ``gripper_closed`` | (1,) float32 | measured closedness, 0 open … 1 closed |
+
+## Episode
+
+Control runs at 3 Hz: each ``step`` is 1/3 s of physics (167 sub-steps of 2 ms). Reward is 1.0 on the step the task
+succeeds (then ``terminated=True``), else 0.0. The step limit (``TimeLimit``) is the task's. Unstable physics
+(MuJoCo warnings, non-finite state) ends the episode with ``truncated=True`` and ``info["truncation_reason"]``.
+``info``: ``is_success``, ``stages_completed``, ``num_stages``, ``stage_names``, ``task``, ``instruction``.
+
+## Versions
+
+v0: first release.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.robot import HOME_QPOS, Arm, quat_to_mat
+from envs.tasks import Task
+
+ASSET = Path(__file__).resolve().parent / "assets" / "tabletop.xml"
+CONTROL_HZ = 3
+ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
+ACTION_HIGH = -ACTION_LOW
+INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " -,."
+_RAMP_FRACTION = 0.6  # share of the control period over which joint targets are ramped
+_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL)
+
+
+class TabletopEnv(gym.Env):
+    """Gymnasium env for one :class:`envs.tasks.Task` (see the module docstring for the spaces)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+
+    def __init__(self, task: Task, image_size: tuple[int, int] = (256, 320), render_mode: str | None = None,
+                 camera: str = "head") -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        height, width = (int(v) for v in image_size)
+        if height < 8 or width < 8:
+            raise ValueError(f"image_size must be at least (8, 8), got {image_size}")
+        self.task, self.render_mode, self.camera = task, render_mode, camera
+        self.image_size = (height, width)
+        self.model = mujoco.MjModel.from_xml_path(str(ASSET))
+        # A framebuffer of exactly the image size: software (EGL/llvmpipe) rendering cost scales with it.
+        self.model.vis.global_.offheight, self.model.vis.global_.offwidth = height, width
+        self.data = mujoco.MjData(self.model)
+        self.arm = Arm(self.model, self.data)
+        self.n_substeps = round(1.0 / (CONTROL_HZ * self.model.opt.timestep))
+        self._renderer: mujoco.Renderer | None = None
+        self._finger_geoms = {self.model.geom("finger_left").id, self.model.geom("finger_right").id}
+        self._rest_height: dict[str, float] = {}
+        self._grip_cmd = 0.0
+        self._stages_done = 0
+        self.instruction = ""
+        self._embedding = np.zeros(512, dtype=np.float32)
+
+        self.action_space = spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
+            "natural_language_instruction": spaces.Text(max_length=128, charset=INSTRUCTION_CHARSET),
+            "natural_language_embedding": spaces.Box(-np.inf, np.inf, (512,), dtype=np.float32),
+            "base_pose_tool_reached": spaces.Box(-np.inf, np.inf, (7,), dtype=np.float32),
+            "gripper_closed": spaces.Box(0.0, 1.0, (1,), dtype=np.float32),
+        })
+
+    # --- state helpers used by tasks and scripted experts ------------------------------------------------------
+    def _joint_qpos(self, name: str) -> int:
+        return int(self.model.jnt_qposadr[self.model.joint(name).id])
+
+    def set_object_pose(self, name: str, xy: np.ndarray, yaw: float = 0.0) -> None:
+        """Put an object upright on the table at ``xy`` with heading ``yaw``."""
+        adr = self._joint_qpos(name)
+        geom = self.model.geom(name)
+        half_height = geom.size[0] if geom.type[0] == mujoco.mjtGeom.mjGEOM_SPHERE else geom.size[-1]
+        if geom.type[0] == mujoco.mjtGeom.mjGEOM_CYLINDER:
+            half_height = geom.size[1]
+        self.data.qpos[adr:adr + 3] = (xy[0], xy[1], half_height + 0.001)
+        self.data.qpos[adr + 3:adr + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+        self._rest_height[name] = float(half_height)
+
+    def object_pos(self, name: str) -> np.ndarray:
+        """(3,) world position of an object's body."""
+        return self.data.xpos[self.model.body(name).id].copy()
+
+    def object_top(self, name: str) -> float:
+        """Height (m) of the top of an upright object."""
+        return float(self.object_pos(name)[2] + self._rest_height[name])
+
+    def height_above_rest(self, name: str) -> float:
+        """How far (m) an object is above its resting height on the table."""
+        return float(self.object_pos(name)[2] - self._rest_height[name])
+
+    def drawer_opening(self, drawer: str) -> float:
+        """Opening of ``top`` / ``middle`` / ``bottom`` drawer in metres (0 = closed)."""
+        return float(self.data.qpos[self._joint_qpos(f"drawer_{drawer}")])
+
+    def set_drawer_opening(self, drawer: str, opening: float) -> None:
+        """Set a drawer's opening in metres."""
+        self.data.qpos[self._joint_qpos(f"drawer_{drawer}")] = opening
+
+    def drawer_pos(self, drawer: str) -> np.ndarray:
+        """(3,) world position of the drawer's frame (front-bottom-centre of the drawer box)."""
+        return self.data.xpos[self.model.body(f"drawer_{drawer}").id].copy()
+
+    def in_drawer(self, name: str, drawer: str) -> bool:
+        """Whether the object's centre is inside the drawer's box."""
+        local = self.object_pos(name) - self.drawer_pos(drawer)
+        return bool(0.01 < local[0] < 0.25 and abs(local[1]) < 0.12 and 0.0 < local[2] < 0.08)
+
+    def _contacts(self, name: str) -> set[int]:
+        body = self.model.body(name).id
+        touching = set()
+        for c in self.data.contact[: self.data.ncon]:
+            g1, g2 = int(c.geom1), int(c.geom2)
+            if self.model.geom_bodyid[g1] == body:
+                touching.add(g2)
+            elif self.model.geom_bodyid[g2] == body:
+                touching.add(g1)
+        return touching
+
+    def touches_gripper(self, name: str) -> bool:
+        """Whether either finger touches the object."""
+        return bool(self._contacts(name) & self._finger_geoms)
+
+    def is_grasped(self, name: str) -> bool:
+        """Whether both fingers touch the object and the gripper is commanded closed."""
+        return self._finger_geoms <= self._contacts(name) and self._grip_cmd > 0.5
+
+    # --- gymnasium API ----------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        mujoco.mj_resetData(self.model, self.data)
+        self.instruction = self.task.setup(self)
+        # Start from a jittered pose above the table, gripper open and pointing down.
+        start = np.array([0.30, -0.05, 0.28]) + self.np_random.uniform(-0.03, 0.03, size=3)
+        q = self.arm.solve_ik(start, np.diag([-1.0, 1.0, -1.0]), HOME_QPOS, iters=100)
+        self._grip_cmd = 0.0
+        self.arm.set_joint_positions(q, 0.0)
+        mujoco.mj_forward(self.model, self.data)
+        for _ in range(50):  # let the objects settle on the table
+            mujoco.mj_step(self.model, self.data)
+        self._stages_done = 0
+        self._advance_stages()
+        from worldmodel.language import embed_instruction
+
+        self._embedding = np.asarray(embed_instruction(self.instruction), dtype=np.float32)
+        return self._obs(), self._info()
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (7,):
+            raise ValueError(f"action must have shape (7,), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"action contains NaN or inf: {action.tolist()}")
+        action = np.clip(action, ACTION_LOW, ACTION_HIGH)
+        self._grip_cmd = float(np.clip(self._grip_cmd + action[6], 0.0, 1.0))
+        q_target = self.arm.joint_target_for_delta(action[:3], action[3:6])
+        q_start = self.data.ctrl[self.arm.act_idx].copy()
+        finger_target = (1.0 - self._grip_cmd) * 0.045
+        self.data.ctrl[self.arm.finger_act_idx] = finger_target
+        ramp = max(1, int(self.n_substeps * _RAMP_FRACTION))
+        warnings_before = sum(int(self.data.warning[w].number) for w in _WARNINGS)
+        for i in range(self.n_substeps):
+            alpha = min(1.0, (i + 1) / ramp)
+            self.data.ctrl[self.arm.act_idx] = (1 - alpha) * q_start + alpha * q_target
+            mujoco.mj_step(self.model, self.data)
+        warnings_after = sum(int(self.data.warning[w].number) for w in _WARNINGS)
+
+        unstable = None
+        if warnings_after > warnings_before:
+            unstable = "unstable physics: MuJoCo reported a bad qacc/qpos/qvel warning"
+        elif not (np.all(np.isfinite(self.data.qpos)) and np.all(np.isfinite(self.data.qvel))):
+            unstable = "unstable physics: non-finite simulator state"
+        success_before = self._stages_done == len(self.task.stage_names)
+        if unstable is None:
+            self._advance_stages()
+        success = self._stages_done == len(self.task.stage_names)
+        info = self._info()
+        truncated = unstable is not None
+        if truncated:
+            info["truncation_reason"] = unstable
+            mujoco.mj_resetData(self.model, self.data)  # keep the returned observation finite
+            mujoco.mj_forward(self.model, self.data)
+        reward = 1.0 if success and not success_before else 0.0
+        return self._obs(), reward, bool(success), truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self._render_image()
+        return None
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # --- internals -------------------------------------------------------------------------------------------
+    def _advance_stages(self) -> None:
+        predicates = self.task.predicates()
+        while self._stages_done < len(predicates) and predicates[self._stages_done](self):
+            self._stages_done += 1
+
+    def _render_image(self) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, *self.image_size)
+        self._renderer.update_scene(self.data, camera=self.camera)
+        return self._renderer.render().copy()
+
+    def _obs(self) -> dict[str, Any]:
+        pos, rot = self.arm.ee_pose()
+        wxyz = np.zeros(4)
+        mujoco.mju_mat2Quat(wxyz, rot.reshape(9))
+        pose = np.concatenate([pos, wxyz[1:], wxyz[:1]]).astype(np.float32)
+        return {
+            "image": self._render_image(),
+            "natural_language_instruction": self.instruction,
+            "natural_language_embedding": self._embedding.copy(),
+            "base_pose_tool_reached": pose,
+            "gripper_closed": np.array([self.arm.gripper_closedness()], dtype=np.float32),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        n = len(self.task.stage_names)
+        return {
+            "is_success": self._stages_done == n,
+            "stages_completed": self._stages_done,
+            "num_stages": n,
+            "stage_names": list(self.task.stage_names),
+            "task": self.task.name,
+            "instruction": self.instruction,
+        }
+
+
+__all__ = ["TabletopEnv", "ACTION_LOW", "ACTION_HIGH", "quat_to_mat"]

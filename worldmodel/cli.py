@@ -1,0 +1,121 @@
+"""The ``worldmodel`` console command.
+
+Every sub-command is a hydra config under ``configs/`` plus a function taking the composed config::
+
+    worldmodel eval sim policy=scripted eval.tasks=[PickCan] eval.episodes=5
+    worldmodel <command words...> [hydra overrides...]
+
+Unknown keys, bad values and missing inputs end the command with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class UserError(Exception):
+    """A problem with the user's input (config, paths, data): printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: the words that select it, its primary config and the function that runs it."""
+
+    words: tuple[str, ...]
+    config: str
+    target: str  # "module:function", imported lazily so that `--help` stays fast
+    help: str
+
+
+# Only commands that work are registered here; `worldmodel --help` lists exactly these.
+COMMANDS: tuple[Command, ...] = (
+    Command(("eval", "sim"), "eval_sim", "worldmodel.evaluation.sim:run",
+            "closed-loop evaluation of a policy on the simulated tasks"),
+    Command(("data", "sim"), "data_sim", "worldmodel.data.sim:run",
+            "roll out experts in the sim tasks and write an RLDS dataset (RT-1 schema)"),
+)
+
+
+def config_dir() -> Path:
+    """Directory holding the hydra configs (``$WORLDMODEL_CONFIG_DIR`` or the repository's ``configs/``)."""
+    env = os.environ.get("WORLDMODEL_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
+    if not path.is_dir():
+        raise UserError(f"config directory {path} not found; set WORLDMODEL_CONFIG_DIR to the repo's configs/")
+    return path
+
+
+def compose(config: str, overrides: list[str]) -> DictConfig:
+    """Compose a primary config with hydra overrides; unknown keys are errors (struct mode)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(version_base=None, config_dir=str(config_dir())):
+            cfg = hydra_compose(config_name=config, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"bad config override: {str(exc).splitlines()[0]}") from exc
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _usage() -> str:
+    lines = ["usage: worldmodel <command> [hydra overrides...]", "", "commands:"]
+    for cmd in COMMANDS:
+        lines.append(f"  {' '.join(cmd.words):<16} {cmd.help}")
+    lines += ["", "Each command takes hydra overrides, e.g. `worldmodel eval sim eval.episodes=5`;",
+              "`worldmodel <command> --cfg` prints the resolved config."]
+    return "\n".join(lines)
+
+
+def _match(argv: list[str]) -> tuple[Command, list[str]]:
+    for cmd in sorted(COMMANDS, key=lambda c: -len(c.words)):
+        n = len(cmd.words)
+        if tuple(argv[:n]) == cmd.words:
+            return cmd, argv[n:]
+    raise UserError(f"unknown command {' '.join(argv[:2])!r}; run `worldmodel --help`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    try:
+        cmd, rest = _match(argv)
+        if any(a in ("-h", "--help") for a in rest):
+            print(f"worldmodel {' '.join(cmd.words)}: {cmd.help}\n\nconfig ({cmd.config}.yaml):\n")
+            print(OmegaConf.to_yaml(compose(cmd.config, [])))
+            return 0
+        show_cfg = "--cfg" in rest
+        rest = [a for a in rest if a != "--cfg"]
+        cfg = compose(cmd.config, rest)
+        if show_cfg:
+            print(OmegaConf.to_yaml(cfg))
+            return 0
+        module, func = cmd.target.split(":")
+        result = getattr(importlib.import_module(module), func)(cfg)
+        return int(result or 0)
+    except UserError as exc:
+        print(f"worldmodel: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        # Config dataclasses and loaders raise these with the offending field or path in the message.
+        print(f"worldmodel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("worldmodel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
