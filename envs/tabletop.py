@@ -89,8 +89,10 @@ class TabletopEnv(gym.Env):
         self.observation_space = spaces.Dict({
             "image": spaces.Box(0, 255, (height, width, 3), dtype=np.uint8),
             "natural_language_instruction": spaces.Text(max_length=128, charset=INSTRUCTION_CHARSET),
-            "natural_language_embedding": spaces.Box(-np.inf, np.inf, (512,), dtype=np.float32),
-            "base_pose_tool_reached": spaces.Box(-np.inf, np.inf, (7,), dtype=np.float32),
+            # Unit-norm sentence embedding, so every component lies in [-1, 1].
+            "natural_language_embedding": spaces.Box(-1.0, 1.0, (512,), dtype=np.float32),
+            "base_pose_tool_reached": spaces.Box(np.array([-2.0] * 3 + [-1.0] * 4, dtype=np.float32),
+                                                 np.array([2.0] * 3 + [1.0] * 4, dtype=np.float32), dtype=np.float32),
             "gripper_closed": spaces.Box(0.0, 1.0, (1,), dtype=np.float32),
         })
 
@@ -108,6 +110,13 @@ class TabletopEnv(gym.Env):
         self.data.qpos[adr:adr + 3] = (xy[0], xy[1], half_height + 0.001)
         self.data.qpos[adr + 3:adr + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
         self._rest_height[name] = float(half_height)
+
+    def set_object_position(self, name: str, pos: np.ndarray) -> None:
+        """Teleport an object (keeping its orientation) and update the derived quantities."""
+        adr = self._joint_qpos(name)
+        self.data.qpos[adr:adr + 3] = pos
+        self.data.qvel[self.model.jnt_dofadr[self.model.joint(name).id]:][:6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
 
     def object_pos(self, name: str) -> np.ndarray:
         """(3,) world position of an object's body."""
@@ -128,6 +137,7 @@ class TabletopEnv(gym.Env):
     def set_drawer_opening(self, drawer: str, opening: float) -> None:
         """Set a drawer's opening in metres."""
         self.data.qpos[self._joint_qpos(f"drawer_{drawer}")] = opening
+        mujoco.mj_forward(self.model, self.data)
 
     def drawer_pos(self, drawer: str) -> np.ndarray:
         """(3,) world position of the drawer's frame (front-bottom-centre of the drawer box)."""

@@ -1,0 +1,213 @@
+"""``worldmodel eval sim``: run a policy closed-loop on the tabletop tasks and write ``eval_info.json``.
+
+The output follows LeRobot's ``eval_info.json`` shape: ``per_episode`` records and ``per_task.<Task>`` aggregates
+(``pc_success``, ``n_episodes``, a 95 % Wilson interval and per-stage success rates), plus ``overall``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from worldmodel.evaluation.stats import wilson_interval
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation (the ``eval`` group of ``configs/eval_sim.yaml``)."""
+
+    tasks: list[str] = field(default_factory=lambda: ["PickCan"])
+    episodes: int = 10
+    seed: int = 1000
+    out: str = "outputs/eval"
+    videos: bool = False
+    image_size: tuple[int, int] = (256, 320)
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        import envs
+
+        self.tasks = [str(t) for t in self.tasks]
+        if not self.tasks:
+            raise ValueError("eval.tasks must name at least one task")
+        for task in self.tasks:
+            envs.env_id(task)  # raises ValueError naming the unknown task
+        if self.episodes < 1:
+            raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"eval.workers must be >= 1, got {self.workers}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"eval.image_size must be [H, W] with both >= 8, got {list(self.image_size)}")
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode."""
+
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    stages_completed: int
+    num_stages: int
+    steps: int
+    wall_time_s: float
+    truncation_reason: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_POLICY_CACHE: dict[str, Any] = {}
+
+
+def run_episode(task: str, seed: int, policy_cfg: dict[str, Any], image_size: tuple[int, int],
+                video_path: str | None = None) -> EpisodeResult:
+    """Roll out one episode of ``task`` from ``seed`` with the policy described by ``policy_cfg``."""
+    import envs
+    from policies import make_policy
+
+    env = envs.make(task, image_size=image_size)
+    kwargs = {k: v for k, v in policy_cfg.items() if k != "name"}
+    policy = make_policy(policy_cfg["name"], env=env, **kwargs)
+    frames: list[np.ndarray] = []
+    start = time.perf_counter()
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed=seed)
+    steps, done = 0, False
+    while not done:
+        if video_path is not None:
+            frames.append(_video_frame(policy, obs))
+        obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
+        steps += 1
+        done = terminated or truncated
+    if video_path is not None:
+        frames.append(_video_frame(policy, obs))
+        _write_video(video_path, frames)
+    env.close()
+    extras = policy.episode_stats() if hasattr(policy, "episode_stats") else {}
+    return EpisodeResult(task=task, seed=seed, instruction=info["instruction"], success=bool(info["is_success"]),
+                         stages_completed=int(info["stages_completed"]), num_stages=int(info["num_stages"]),
+                         steps=steps, wall_time_s=time.perf_counter() - start,
+                         truncation_reason=info.get("truncation_reason"), extras=extras)
+
+
+def _video_frame(policy: Any, obs: dict[str, Any]) -> np.ndarray:
+    # Policies that imagine (the planner) show the real camera beside their imagined future.
+    if hasattr(policy, "video_frame"):
+        return policy.video_frame(obs)
+    return obs["image"]
+
+
+def _write_video(path: str, frames: list[np.ndarray]) -> None:
+    import imageio.v2 as imageio
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp.mp4"
+    imageio.mimsave(tmp, frames, fps=3, macro_block_size=1)
+    os.replace(tmp, path)
+
+
+def _run_job(job: tuple) -> EpisodeResult:
+    return run_episode(*job)
+
+
+def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -> dict[str, Any]:
+    """Per-task and overall success rates with 95 % Wilson intervals (percentages)."""
+    per_task: dict[str, Any] = {}
+    for task in dict.fromkeys(r.task for r in results):
+        rs = [r for r in results if r.task == task]
+        n, k = len(rs), sum(r.success for r in rs)
+        lo, hi = wilson_interval(k, n)
+        names = stage_names[task]
+        per_task[task] = {
+            "pc_success": 100.0 * k / n,
+            "n_episodes": n,
+            "ci95": [100.0 * lo, 100.0 * hi],
+            "stage_names": names,
+            "pc_stage_success": {name: 100.0 * sum(r.stages_completed > i for r in rs) / n
+                                 for i, name in enumerate(names)},
+            "avg_steps": float(np.mean([r.steps for r in rs])),
+            "avg_wall_time_s": float(np.mean([r.wall_time_s for r in rs])),
+        }
+    n, k = len(results), sum(r.success for r in results)
+    lo, hi = wilson_interval(k, n)
+    return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_episodes": n,
+                                              "ci95": [100.0 * lo, 100.0 * hi]}}
+
+
+def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:
+    """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content."""
+    from envs.tasks import TASK_CLASSES
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for task in cfg.tasks:
+        short = task.split("/")[-1].rsplit("-", 1)[0] if task.startswith("Tabletop/") else task
+        for i in range(cfg.episodes):
+            seed = cfg.seed + i
+            video = str(out / "videos" / f"{short}_seed{seed}.mp4") if cfg.videos else None
+            jobs.append((short, seed, policy_cfg, cfg.image_size, video))
+    start = time.perf_counter()
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=len(jobs), desc=f"eval {policy_cfg['name']}", unit="ep", disable=not show_progress)
+    if cfg.workers == 1:
+        for job in jobs:
+            results.append(_run_job(job))
+            bar.update()
+            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+    else:
+        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+            for result in pool.map(_run_job, jobs):
+                results.append(result)
+                bar.update()
+                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+    bar.close()
+    stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in dict.fromkeys(j[0] for j in jobs)}
+    info = {
+        "policy": policy_cfg,
+        "eval": asdict(cfg),
+        **aggregate(results, stage_names),
+        "per_episode": [asdict(r) for r in results],
+        "wall_time_s": time.perf_counter() - start,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+    }
+    tmp = out / "eval_info.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, out / "eval_info.json")
+    return info
+
+
+def format_table(info: dict[str, Any]) -> str:
+    """A markdown table of per-task success (with 95 % intervals and stages)."""
+    lines = ["| task | success % | 95 % CI | stages (% reached) | episodes |", "|---|---|---|---|---|"]
+    for task, t in info["per_task"].items():
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in t["pc_stage_success"].items())
+        lines.append(f"| {task} | {t['pc_success']:.1f} | {t['ci95'][0]:.1f}–{t['ci95'][1]:.1f} | {stages} "
+                     f"| {t['n_episodes']} |")
+    o = info["overall"]
+    lines.append(f"| **all** | {o['pc_success']:.1f} | {o['ci95'][0]:.1f}–{o['ci95'][1]:.1f} | | {o['n_episodes']} |")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> int:
+    """CLI entry point of ``worldmodel eval sim``."""
+    eval_cfg = EvalConfig(**OmegaConf.to_container(cfg.eval, resolve=True))
+    policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    if "checkpoint" in cfg and cfg.checkpoint is not None:
+        policy_cfg.setdefault("checkpoint", cfg.checkpoint)
+    info = evaluate(eval_cfg, policy_cfg)
+    print(format_table(info))
+    print(f"wrote {Path(eval_cfg.out) / 'eval_info.json'}")
+    return 0
