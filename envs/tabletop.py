@@ -5,7 +5,7 @@
 | index | field | unit | bounds |
 |---|---|---|---|
 | 0–2 | ``world_vector``: end-effector translation, robot base frame (x fwd, y left, z up) | metres per step | ±0.05 |
-| 3–5 | ``rotation_delta``: roll, pitch, yaw about the base axes, applied before the current orientation | radians per step | ±0.25 |
+| 3–5 | ``rotation_delta``: roll, pitch, yaw about the base axes (R ← R_delta·R) | radians per step | ±0.25 |
 | 6 | ``gripper_closedness_action``: relative change of the commanded closedness (+1 close, −1 open) | — | ±1 |
 
 Values outside the bounds are clipped (RT-1 policies are trained on clipped actions too); NaN/inf values or a

@@ -198,7 +198,10 @@ class StoreApple(DrawerTask):
         return f"put the apple in the {drawer} drawer and close it"
 
     def predicates(self) -> tuple[Predicate, ...]:
-        return (self.opened, self.apple_placed, lambda e: self.closed(e) and e.in_drawer("apple", self.params["drawer"]))
+        def stored(e: TabletopEnv) -> bool:
+            return self.closed(e) and e.in_drawer("apple", self.params["drawer"])
+
+        return (self.opened, self.apple_placed, stored)
 
 
 TASK_CLASSES: dict[str, type[Task]] = {

@@ -115,8 +115,9 @@ def test_stage_predicates_follow_the_state(task):
 
 
 def test_open_and_close_thresholds():
-    for task, opening, expect in (("OpenDrawer", OPEN_THRESHOLD + 0.01, True), ("OpenDrawer", OPEN_THRESHOLD - 0.03, False),
-                                  ("CloseDrawer", CLOSED_THRESHOLD - 0.02, True), ("CloseDrawer", 0.1, False)):
+    cases = (("OpenDrawer", OPEN_THRESHOLD + 0.01, True), ("OpenDrawer", OPEN_THRESHOLD - 0.03, False),
+             ("CloseDrawer", CLOSED_THRESHOLD - 0.02, True), ("CloseDrawer", 0.1, False))
+    for task, opening, expect in cases:
         env = make(task)
         env.reset(seed=2)
         env.unwrapped.set_drawer_opening(env.unwrapped.task.params["drawer"], opening)

@@ -1,0 +1,298 @@
+"""Clips for the world model: a sharded, shuffled, resumable torch ``IterableDataset`` over RLDS episodes.
+
+A clip is a window of K + F consecutive steps of one episode starting at step ``s`` (starts ``0, stride,
+2·stride, …`` with ``s + K + F <= T``; shorter episodes give no clip):
+
+- ``frames`` (K+F, 3, H, W) float32 in [-1, 1]: observations ``s … s+K+F-1``, resized to the model resolution;
+- ``actions`` (F, 7) float32, normalised by :class:`~worldmodel.data.stats.ActionStats`: action ``i`` is the
+  step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (DESIGN §2); absent when video-only;
+- ``language`` (512,) float32: the episode's ``natural_language_embedding``;
+- ``progress`` (F,) float32: ``(s+K+i) / (T-1)``, the progress of each future frame;
+- ``clip_id`` (2,) int64: (episode index, start step);
+- ``_position`` (3,) int64: (shard, epoch, index in the shard's epoch), used by :class:`ClipLoader` to resume.
+
+Sharding: the episodes are cut into ``world_size × num_workers`` contiguous ranges, one per (DDP rank,
+DataLoader worker), so every clip is produced by exactly one worker once per epoch. Shuffling: per epoch and
+shard, the shard's episode blocks are read in a seeded random order and clips pass through a shuffle buffer
+(RNG seeded by ``(seed, epoch, shard)``: the same seed and layout give the same stream). Memory is bounded by
+the buffer: it holds clip references into at most ``shuffle_buffer + block_episodes`` episodes whose images
+stay JPEG bytes until a clip is yielded.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from worldmodel.data.reader import RLDSDataset, episode_actions, open_rlds
+from worldmodel.data.stats import ActionStats
+
+
+@dataclass
+class ClipConfig:
+    """Clip geometry and stream settings.
+
+    Attributes:
+        context_frames: K (>= 1).
+        future_frames: F (>= 1).
+        stride: steps between consecutive clip starts in an episode (>= 1).
+        image_size: (H, W) model resolution.
+        video_only: yield no actions (pretraining on video).
+        shuffle: shuffle blocks and clips (False: episode order, clips in order).
+        shuffle_buffer: clips held for shuffling (>= 1).
+        block_episodes: consecutive episodes read as one block; blocks are the unit of the per-epoch shuffle.
+        seed: stream seed.
+        epochs: epochs per ``iter()``; None: endless (each worker advances its own epochs).
+    """
+
+    context_frames: int = 1
+    future_frames: int = 2
+    stride: int = 1
+    image_size: tuple[int, int] = (64, 80)
+    video_only: bool = False
+    shuffle: bool = True
+    shuffle_buffer: int = 256
+    block_episodes: int = 8
+    seed: int = 0
+    epochs: int | None = 1
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
+        for name in ("context_frames", "future_frames", "stride", "shuffle_buffer", "block_episodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"data.image_size must be [H, W] with H, W >= 8, got {list(self.image_size)}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"data.epochs must be >= 1 or null, got {self.epochs}")
+
+    @property
+    def clip_length(self) -> int:
+        """K + F."""
+        return self.context_frames + self.future_frames
+
+
+def decode_frame(jpeg: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Decode one JPEG and resize it to ``size``.
+
+    Uses libjpeg's DCT scaling (``draft``) to decode at the smallest power-of-two reduction still >= ``size``.
+
+    Args:
+        jpeg: encoded bytes.
+        size: (H, W).
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    from PIL import Image
+
+    h, w = size
+    img = Image.open(io.BytesIO(jpeg))
+    img.draft("RGB", (w, h))
+    img = img.convert("RGB")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def shard_range(num_episodes: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """Contiguous episode range ``[start, stop)`` of one shard (sizes differ by at most one)."""
+    return shard * num_episodes // num_shards, (shard + 1) * num_episodes // num_shards
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ClipDataset(IterableDataset):
+    """Clips of an RLDS dataset, sharded over DDP ranks and DataLoader workers.
+
+    Args:
+        path: dataset version directory, or a root with ``name``/``version``.
+        config: :class:`ClipConfig`.
+        stats: action statistics (required unless ``config.video_only``).
+        rank, world_size: DDP layout; default from ``torch.distributed`` when initialised, else (0, 1).
+        name, version: when ``path`` is a root.
+        strict: require the exact fractal schema (see :func:`~worldmodel.data.reader.open_rlds`).
+        verify_shards: check every shard's record headers on construction (skip if just done elsewhere).
+    """
+
+    def __init__(self, path: str | Path, config: ClipConfig, stats: ActionStats | None = None, *,
+                 rank: int | None = None, world_size: int | None = None, name: str | None = None,
+                 version: str | None = None, strict: bool = True, verify_shards: bool = True) -> None:
+        super().__init__()
+        if stats is None and not config.video_only:
+            raise ValueError("ClipDataset needs action stats unless data.video_only=true")
+        opened = open_rlds(path, name, version, strict=strict, verify_shards=verify_shards)
+        self.path = opened.path
+        self.num_episodes = opened.num_episodes
+        self.strict = strict
+        self.config = config
+        self.stats = stats
+        default_rank, default_world = _dist_rank_world()
+        self.rank = default_rank if rank is None else int(rank)
+        self.world_size = default_world if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} not in [0, world_size={self.world_size})")
+        self.epoch = 0
+        self._resume: dict[int, tuple[int, int]] = {}
+        self._rlds: RLDSDataset | None = None  # opened lazily in each worker (tfds objects do not pickle)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_rlds"] = None  # tfds builders do not pickle (DataLoader "spawn" workers); reopened lazily
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """First epoch of the next ``iter()`` (like ``DistributedSampler.set_epoch``)."""
+        self.epoch = int(epoch)
+
+    def set_resume(self, positions: dict[int, tuple[int, int]]) -> None:
+        """Resume each shard at ``(epoch, clips already consumed in that epoch)``; see :class:`ClipLoader`."""
+        self._resume = {int(k): (int(v[0]), int(v[1])) for k, v in positions.items()}
+
+    def _shard(self) -> tuple[int, int]:
+        info = get_worker_info()
+        workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        shard, num_shards = self._shard()
+        # Read the resume point now (not lazily in the generator): it applies to this iterator only.
+        epoch, skip = self._resume.pop(shard, (self.epoch, 0))
+        return self._stream(shard, num_shards, epoch, skip)
+
+    def _stream(self, shard: int, num_shards: int, epoch: int, skip: int) -> Iterator[dict[str, Any]]:
+        if self._rlds is None:
+            self._rlds = open_rlds(self.path, strict=self.strict, verify_shards=False)
+        last = None if self.config.epochs is None else self.epoch + self.config.epochs
+        while last is None or epoch < last:
+            produced = 0
+            for index, (ep, start) in enumerate(self._epoch_clips(epoch, shard, num_shards)):
+                produced += 1
+                if index < skip:
+                    continue
+                yield self._materialise(ep, start, (shard, epoch, index))
+            if produced == 0:  # an empty shard would spin forever in endless mode
+                return
+            epoch, skip = epoch + 1, 0
+
+    def _epoch_clips(self, epoch: int, shard: int, num_shards: int) -> Iterator[tuple[dict[str, Any], int]]:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, epoch, shard])
+        lo, hi = shard_range(self.num_episodes, shard, num_shards)
+        blocks = [(b, min(b + cfg.block_episodes, hi)) for b in range(lo, hi, cfg.block_episodes)]
+        if cfg.shuffle:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        buffer: list[tuple[dict[str, Any], int]] = []
+        for raw in self._rlds.episodes_in(blocks, decode_images=False, check_actions=not cfg.video_only):
+            ep = self._prepare(raw)
+            for start in range(0, ep["length"] - cfg.clip_length + 1, cfg.stride):
+                if not cfg.shuffle:
+                    yield ep, start
+                    continue
+                buffer.append((ep, start))
+                if len(buffer) >= cfg.shuffle_buffer:
+                    j = int(rng.integers(len(buffer)))
+                    buffer[j], buffer[-1] = buffer[-1], buffer[j]
+                    yield buffer.pop()
+        while buffer:
+            j = int(rng.integers(len(buffer)))
+            buffer[j], buffer[-1] = buffer[-1], buffer[j]
+            yield buffer.pop()
+
+    def _prepare(self, raw: dict[str, Any]) -> dict[str, Any]:
+        steps = raw["steps"]
+        images = steps["observation"]["image"]
+        ep = {"index": int(raw["episode_index"]), "length": len(images), "images": list(images),
+              "language": np.asarray(steps["observation"]["natural_language_embedding"][0], np.float32)}
+        if not self.config.video_only:
+            ep["actions"] = self.stats.normalize(episode_actions(steps["action"])).astype(np.float32)
+        return ep
+
+    def _materialise(self, ep: dict[str, Any], start: int, position: tuple[int, int, int]) -> dict[str, Any]:
+        cfg = self.config
+        k, f, length = cfg.context_frames, cfg.future_frames, ep["length"]
+        frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
+        # numpy, not torch: tiny elementwise torch ops in workers pay for thread-pool wake-ups
+        frames = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (K+F, 3, H, W)
+        frames_t = torch.from_numpy(frames / np.float32(127.5) - np.float32(1.0))
+        steps = np.arange(start + k, start + k + f)
+        sample = {
+            "frames": frames_t,
+            "language": torch.from_numpy(ep["language"].copy()),
+            "progress": torch.from_numpy((steps / max(length - 1, 1)).astype(np.float32)),
+            "clip_id": torch.tensor([ep["index"], start], dtype=torch.int64),
+            "_position": torch.tensor(position, dtype=torch.int64),
+        }
+        if not cfg.video_only:
+            first = start + k - 1
+            sample["actions"] = torch.from_numpy(ep["actions"][first:first + f].copy())  # (F, 7)
+        return sample
+
+
+class ClipLoader:
+    """A ``DataLoader`` over a :class:`ClipDataset` that remembers the stream position for exact resumption.
+
+    Each batch comes from one worker; its ``_position`` column tells how far that worker's shard has been
+    consumed. ``state_dict()`` stores, per shard, (epoch, clips consumed); ``load_state_dict()`` before the
+    next ``iter()`` makes every worker skip exactly those clips (without decoding their images), so no clip is
+    repeated or skipped. With workers, the DataLoader restarts its round robin at worker 0, so batches of
+    different workers may interleave differently than in an uninterrupted run; each worker's order is kept.
+
+    Args:
+        dataset: the clip dataset.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes (0: in the main process).
+        **loader_kwargs: forwarded to ``torch.utils.data.DataLoader`` (e.g. ``pin_memory``,
+            ``multiprocessing_context``, ``prefetch_factor``).
+    """
+
+    def __init__(self, dataset: ClipDataset, batch_size: int, num_workers: int = 0,
+                 **loader_kwargs: Any) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dataset = dataset
+        self.num_workers = int(num_workers)
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                                  num_workers=self.num_workers, **loader_kwargs)
+        self._positions: dict[int, tuple[int, int]] = {}
+
+    @property
+    def num_shards(self) -> int:
+        """world_size × max(num_workers, 1)."""
+        return self.dataset.world_size * max(self.num_workers, 1)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        iterator = iter(self.loader)  # workers copy the dataset (and its resume points) here
+        self.dataset.set_resume({})
+        for batch in iterator:
+            pos = batch.pop("_position")  # (B, 3): shard, epoch, index
+            for shard, epoch, index in pos.tolist():
+                if (epoch, index + 1) > self._positions.get(shard, (-1, 0)):
+                    self._positions[shard] = (epoch, index + 1)
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stream position: ``{"num_shards", "seed", "positions": {shard: [epoch, consumed]}}``."""
+        return {"num_shards": self.num_shards, "seed": self.dataset.config.seed,
+                "positions": {str(k): list(v) for k, v in sorted(self._positions.items())}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (same world size, worker count and seed required)."""
+        if int(state["num_shards"]) != self.num_shards:
+            raise ValueError(f"loader state has {state['num_shards']} shards, this loader {self.num_shards} "
+                             "(world_size × num_workers must match to resume exactly)")
+        if int(state["seed"]) != self.dataset.config.seed:
+            raise ValueError(f"loader state seed {state['seed']} != data.seed {self.dataset.config.seed}")
+        self._positions = {int(k): (int(v[0]), int(v[1])) for k, v in state["positions"].items()}
+        self.dataset.set_resume(self._positions)

@@ -1,0 +1,65 @@
+"""Wire a ``data`` config group (``configs/data/*.yaml``) into stats + a clip loader (trainers, scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from worldmodel.data.clips import ClipConfig, ClipDataset, ClipLoader
+from worldmodel.data.reader import open_rlds
+from worldmodel.data.stats import ActionStats, load_or_compute_stats
+
+STATS_FILE = "action_stats.json"
+_CLIP_FIELDS = ("context_frames", "future_frames", "stride", "image_size", "video_only", "shuffle",
+                "shuffle_buffer", "block_episodes", "seed", "epochs")
+
+
+def clip_config(data_cfg: Any) -> ClipConfig:
+    """Build a :class:`ClipConfig` from a ``data`` config (DictConfig or dict); missing keys keep defaults."""
+    kwargs = {}
+    for k in _CLIP_FIELDS:
+        if k in data_cfg and (data_cfg[k] is not None or k == "epochs"):  # epochs=null means endless
+            kwargs[k] = data_cfg[k]
+    if "image_size" in kwargs:
+        kwargs["image_size"] = tuple(int(v) for v in kwargs["image_size"])
+    return ClipConfig(**kwargs)
+
+
+def dataset_path(data_cfg: Any) -> Path:
+    """``data.dir`` (a root holding ``name/version``, or the version directory itself)."""
+    if not data_cfg.get("dir"):
+        raise ValueError("data.dir is not set (the folder holding <name>/<version>/, "
+                         "e.g. ~/tensorflow_datasets)")
+    return Path(str(data_cfg["dir"])).expanduser()
+
+
+def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None = None,
+                      stats: ActionStats | None = None, rank: int | None = None,
+                      world_size: int | None = None,
+                      **loader_kwargs: Any) -> tuple[ClipLoader, ActionStats | None]:
+    """Open ``data.dir``, get action stats (given, cached in ``run_dir``, or computed), build the loader.
+
+    Args:
+        data_cfg: the ``data`` group (dir, name, version, strict, clip fields, num_workers,
+            stats_max_episodes).
+        batch_size: clips per batch (per rank).
+        run_dir: where ``action_stats.json`` is cached (None: not cached).
+        stats: stats to use as-is (e.g. from a checkpoint being fine-tuned further).
+        rank, world_size: DDP layout (default: from ``torch.distributed``).
+        **loader_kwargs: forwarded to ``DataLoader``.
+
+    Returns:
+        (loader, stats); stats is None in video-only mode.
+    """
+    cfg = clip_config(data_cfg)
+    path, name, version = dataset_path(data_cfg), data_cfg.get("name"), data_cfg.get("version")
+    strict = bool(data_cfg.get("strict", True))
+    stats_opened = None
+    if stats is None and not cfg.video_only:
+        dataset = stats_opened = open_rlds(path, name, version, strict=strict)
+        cache = Path(run_dir) / STATS_FILE if run_dir is not None else None
+        stats = load_or_compute_stats(dataset, cache, max_episodes=data_cfg.get("stats_max_episodes"))
+    clips = ClipDataset(path, cfg, stats, rank=rank, world_size=world_size, name=name, version=version,
+                        strict=strict, verify_shards=stats_opened is None)
+    loader = ClipLoader(clips, batch_size, int(data_cfg.get("num_workers", 0)), **loader_kwargs)
+    return loader, stats

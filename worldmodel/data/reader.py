@@ -1,0 +1,260 @@
+"""Open RLDS datasets from disk with ``tfds.builder_from_directory`` only, validated and streamed.
+
+``tfds.builder(name)`` is never used: it resolves names through the tfds registry / cloud bucket and fails
+offline. Everything here works on a plain local (or mounted) directory ``<dir>/<name>/<version>/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worldmodel.data import schema
+from worldmodel.data.tf_compat import import_tensorflow, import_tfds
+
+MAX_SPLIT_PIECES = 128
+
+
+class DatasetError(ValueError):
+    """A dataset directory exists but cannot be used (wrong schema, corrupt shard, bad values)."""
+
+
+def configure_tensorflow() -> Any:
+    """TensorFlow for data reading (see :mod:`worldmodel.data.tf_compat`): CPU only, 1 thread per pool."""
+    return import_tensorflow()
+
+
+def resolve_dataset_dir(path: str | Path, name: str | None = None, version: str | None = None) -> Path:
+    """Find the tfds version directory (the one holding ``dataset_info.json``).
+
+    Args:
+        path: either the version directory itself or a root such that ``path/name/version`` is one.
+        name, version: used when ``path`` is a root.
+
+    Raises:
+        FileNotFoundError: naming the path tried and the expected layout.
+    """
+    root = Path(path).expanduser()
+    candidates = [root]
+    if name:
+        candidates.append(root / name / (version or schema.VERSION))
+    for cand in candidates:
+        if (cand / "dataset_info.json").is_file():
+            return cand
+    tried = " or ".join(str(c) for c in candidates)
+    if not any(c.exists() for c in candidates):
+        raise FileNotFoundError(f"RLDS dataset directory not found: {tried} (expected "
+                                "<dir>/<name>/<version>/ holding dataset_info.json, features.json and "
+                                "*.tfrecord-* shards)")
+    raise FileNotFoundError(f"{tried}: no dataset_info.json, so not a tfds dataset directory "
+                            "(point data.dir at the folder that contains <name>/<version>/)")
+
+
+def verify_tfrecord_shard(path: Path, expected_records: int | None = None) -> None:
+    """Walk a tfrecord file's record headers (length + CRC, no payload reads) to detect truncation.
+
+    Record layout: uint64 length, uint32 CRC of length, ``length`` bytes, uint32 CRC of data.
+
+    Raises:
+        DatasetError: the file ends inside a record, or holds a different number of records than
+            ``dataset_info.json`` says.
+    """
+    size = path.stat().st_size
+    count, pos = 0, 0
+    with open(path, "rb") as f:
+        while pos < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise DatasetError(f"{path}: truncated tfrecord shard: record {count} header cut at byte "
+                                   f"{pos} of {size}")
+            length = int.from_bytes(header[:8], "little")
+            end = pos + 12 + length + 4
+            if end > size:
+                raise DatasetError(f"{path}: truncated tfrecord shard: record {count} needs {end} bytes, "
+                                   f"file has {size}")
+            f.seek(end)
+            pos, count = end, count + 1
+    if expected_records is not None and count != expected_records:
+        raise DatasetError(f"{path}: holds {count} records, dataset_info.json says {expected_records} "
+                           "(incomplete copy?)")
+
+
+class RLDSDataset:
+    """A validated, streaming view of one RLDS dataset directory (split ``train`` unless told otherwise).
+
+    Attributes:
+        path: the tfds version directory.
+        builder: the ``tfds`` builder from ``builder_from_directory``.
+        num_episodes: number of episodes in the split.
+    """
+
+    def __init__(self, path: Path, builder: Any, split: str = "train") -> None:
+        self.path = path
+        self.builder = builder
+        self.split = split
+        if split not in builder.info.splits:
+            raise DatasetError(f"{path}: no split {split!r} (has {sorted(builder.info.splits)})")
+        self.num_episodes = int(builder.info.splits[split].num_examples)
+
+    @property
+    def name(self) -> str:
+        """Dataset name from ``dataset_info.json``."""
+        return str(self.builder.info.name)
+
+    @property
+    def version(self) -> str:
+        """Dataset version string."""
+        return str(self.builder.info.version)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Identity of the data for caches: name, version, episode count, bytes, path."""
+        return {"path": str(self.path), "name": self.name, "version": self.version,
+                "num_episodes": self.num_episodes,
+                "num_bytes": int(self.builder.info.splits[self.split].num_bytes)}
+
+    def shard_files(self) -> list[Path]:
+        """The tfrecord shard paths of the split, in order."""
+        return [Path(os.fspath(p)) for p in self.builder.info.splits[self.split].filepaths]
+
+    def verify_shards(self) -> None:
+        """Check that every shard exists and is complete (header walk, see :func:`verify_tfrecord_shard`)."""
+        info = self.builder.info.splits[self.split]
+        for path, n in zip(self.shard_files(), info.shard_lengths, strict=True):
+            if not path.is_file():
+                raise DatasetError(f"{path}: shard listed in dataset_info.json is missing")
+            verify_tfrecord_shard(path, int(n))
+
+    def _as_tf(self, ranges: list[tuple[int, int]], decode_images: bool) -> Any:
+        tfds = import_tfds()
+        skip = {"steps": {"observation": {"image": tfds.decode.SkipDecoding()}}}
+        decoders = None if decode_images else skip
+        read_config = tfds.ReadConfig(interleave_cycle_length=1, num_parallel_calls_for_decode=1,
+                                      num_parallel_calls_for_interleave_files=1, try_autocache=False)
+        # "train[a:b]+train[c:d]" reads the pieces in the order given: one pipeline (traced once) per call.
+        split = "+".join(f"{self.split}[{a}:{b}]" for a, b in ranges)
+        ds = self.builder.as_dataset(split=split, decoders=decoders, shuffle_files=False,
+                                     read_config=read_config)
+        # One episode = one element with its steps stacked along a leading T axis.
+        return ds.map(lambda ep: dict(ep, steps=ep["steps"].batch(1 << 30).get_single_element()))
+
+    def episodes(self, start: int = 0, stop: int | None = None, decode_images: bool = True,
+                 check_actions: bool = True) -> Iterator[dict[str, Any]]:
+        """Stream episodes ``[start, stop)`` as nested numpy dicts, one at a time.
+
+        Args:
+            start, stop: episode index range (``stop=None``: to the end).
+            decode_images: decode JPEGs to (T, 256, 320, 3) uint8; otherwise a (T,) array of JPEG bytes.
+            check_actions: raise on NaN/inf in the 7 model action dims.
+
+        Yields:
+            ``{"aspects", "attributes", "steps", "episode_index"}``; ``steps`` values have a leading T axis
+            (e.g. ``steps["action"]["world_vector"]`` is (T, 3), strings are bytes).
+
+        Raises:
+            DatasetError: corrupt/truncated shard (names the directory) or non-finite actions (names episode).
+        """
+        stop = self.num_episodes if stop is None else stop
+        return self.episodes_in([(start, stop)], decode_images, check_actions)
+
+    def episodes_in(self, ranges: list[tuple[int, int]], decode_images: bool = True,
+                    check_actions: bool = True) -> Iterator[dict[str, Any]]:
+        """Stream the episodes of several ``[start, stop)`` ranges, in the order given, through one pipeline.
+
+        Same output and errors as :meth:`episodes`.
+        """
+        merged: list[tuple[int, int]] = []
+        for a, b in ranges:
+            a, b = max(a, 0), min(b, self.num_episodes)
+            if a >= b:
+                continue
+            if merged and merged[-1][1] == a:  # contiguous pieces read as one
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        # tfds parses "x+y+..." recursively: bound the pieces per pipeline (each costs one trace, ~0.3 s).
+        for i in range(0, len(merged), MAX_SPLIT_PIECES):
+            yield from self._episodes_in(merged[i:i + MAX_SPLIT_PIECES], decode_images, check_actions)
+
+    def _episodes_in(self, ranges: list[tuple[int, int]], decode_images: bool,
+                     check_actions: bool) -> Iterator[dict[str, Any]]:
+        tf, tfds = import_tensorflow(), import_tfds()
+        it = iter(tfds.as_numpy(self._as_tf(ranges, decode_images)))
+        for index in (i for a, b in ranges for i in range(a, b)):
+            try:
+                ep = next(it)
+            except StopIteration:
+                raise DatasetError(f"{self.path}: episode {index} missing (dataset_info.json promises "
+                                   f"{self.num_episodes})") from None
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                    tf.errors.OutOfRangeError) as exc:
+                raise DatasetError(f"{self.path}: corrupt or truncated shard while reading episode {index}: "
+                                   f"{str(exc).splitlines()[0]}") from exc
+            if check_actions:
+                check_finite_actions(ep["steps"]["action"], f"{self.path}: episode {index}")
+            ep["episode_index"] = index
+            yield ep
+
+
+def episode_actions(action: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack an episode's model actions.
+
+    Args:
+        action: ``steps["action"]`` with ``world_vector`` (T, 3), ``rotation_delta`` (T, 3),
+            ``gripper_closedness_action`` (T, 1).
+
+    Returns:
+        (T, 7) float32 in RT-1 order.
+    """
+    parts = [np.asarray(action[k], np.float32).reshape(-1, n) for k, n in schema.ACTION_KEYS]
+    return np.concatenate(parts, axis=1)
+
+
+def check_finite_actions(action: dict[str, np.ndarray], where: str) -> None:
+    """Raise :class:`DatasetError` naming ``where``, the key and the step if any model action is NaN/inf."""
+    for key, _ in schema.ACTION_KEYS:
+        values = np.asarray(action[key])
+        bad = ~np.isfinite(values)
+        if bad.any():
+            step = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"{where}: non-finite value in steps/action/{key} at step {step}")
+
+
+def open_rlds(path: str | Path, name: str | None = None, version: str | None = None, *,
+              strict: bool = True, verify_shards: bool = True, split: str = "train") -> RLDSDataset:
+    """Open and validate an RLDS dataset directory (never contacts the network).
+
+    Args:
+        path: the version directory (``.../fractal20220817_data/0.1.0``) or a root holding ``name/version``.
+        name, version: dataset name/version when ``path`` is a root.
+        strict: require exactly the ``fractal20220817_data`` schema; otherwise only the keys the clip
+            loader needs (``schema.LOADER_KEYS``), any image size.
+        verify_shards: walk every shard's record headers to catch truncated/missing files up front.
+        split: tfds split to read.
+
+    Returns:
+        :class:`RLDSDataset`.
+
+    Raises:
+        FileNotFoundError: the directory (or its dataset_info.json) does not exist.
+        DatasetError: the features differ from the schema (every difference listed), or a shard is bad.
+    """
+    directory = resolve_dataset_dir(path, name, version)
+    tfds = import_tfds()
+
+    try:
+        builder = tfds.builder_from_directory(str(directory))
+    except Exception as exc:  # tfds raises assorted errors for unreadable metadata
+        raise DatasetError(f"{directory}: cannot read tfds metadata: {str(exc).splitlines()[0]}") from exc
+    problems = schema.diff_features(builder.info.features,
+                                    required=None if strict else schema.LOADER_KEYS)
+    if problems:
+        raise DatasetError(f"{directory}: dataset does not match the {schema.DATASET_NAME} schema: "
+                           + "; ".join(problems))
+    dataset = RLDSDataset(directory, builder, split)
+    if verify_shards:
+        dataset.verify_shards()
+    return dataset
