@@ -25,6 +25,7 @@ FORWARD = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
 CARRY_Z = 0.16
 HANDLE = np.array([-0.05, 0.0, 0.045])  # vertical handle bar centre in the drawer frame (see tabletop.xml)
 ROT_TOL = 0.06  # radians
+OPEN_ENOUGH = 0.17  # drawer opening (m) that leaves room to drop the apple in
 
 
 def _rz(yaw: float) -> np.ndarray:
@@ -116,12 +117,24 @@ class ScriptedPolicy:
                 return
             yield from self.wait(OPEN, 1)
 
-    def place_at(self, point: Callable[[], np.ndarray], release_z: float,
-                 carry_z: float = CARRY_Z) -> Iterator[Action]:
-        """Carry the held object above ``point`` (xy), lower it to ``release_z``, let go and back off."""
+    def place_at(self, point: Callable[[], np.ndarray], release_z: float, carry_z: float = CARRY_Z,
+                 beside: np.ndarray | None = None) -> Iterator[Action]:
+        """Carry the held object above ``point`` (xy), lower it to ``release_z``, let go and back off.
+
+        The point is fixed when the placement starts: chasing a target that the descent nudges would push it away.
+        With ``beside`` (an xy position), the hand turns so that its long palm and open fingers lie across the
+        line towards it, instead of reaching over a neighbouring object.
+        """
+        xy = point()[:2].copy()
+        if beside is not None:
+            d = np.asarray(beside)[:2] - xy
+            current = float(np.arctan2(self.env.arm.ee_pose()[1][1, 0], self.env.arm.ee_pose()[1][0, 0])) - np.pi
+            yaw = float(np.arctan2(d[1], d[0]))
+            yaw = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two equivalent yaws
+            self._rot = _rz(yaw) @ DOWN
         yield from self.move(lambda: self._ee() * [1, 1, 0] + [0, 0, carry_z], CLOSE, tol=0.02)
-        yield from self.move(lambda: np.append(point()[:2], carry_z), CLOSE, tol=0.015)
-        yield from self.move(lambda: np.append(point()[:2], release_z), CLOSE, tol=0.01)
+        yield from self.move(lambda: np.append(xy, carry_z), CLOSE, tol=0.015)
+        yield from self.move(lambda: np.append(xy, release_z), CLOSE, tol=0.01)
         yield from self.wait(OPEN, 2)
         yield from self.move(lambda: self._ee() * [1, 1, 0] + [0, 0, carry_z], OPEN, tol=0.02)
 
@@ -168,15 +181,29 @@ class ScriptedPolicy:
         return np.append(self.env.object_pos(obj)[:2], z)
 
     def _grasp_yaw(self, obj: str) -> float:
-        """Heading that closes the fingers across a box's short side (0 for round objects)."""
-        geom = self.env.model.geom(obj)
-        if geom.type[0] != 6:  # mjGEOM_BOX
-            return 0.0
-        xmat = self.env.data.xmat[self.env.model.body(obj).id].reshape(3, 3)
-        yaw = float(np.arctan2(xmat[1, 0], xmat[0, 0]))
-        if geom.size[0] < geom.size[1]:  # fingers must close along the object's shorter axis
-            yaw += np.pi / 2
-        return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+        """Heading of the hand for a top grasp of ``obj``.
+
+        Boxes are grasped across their shorter side. Round objects can be grasped from any heading: pick the one
+        whose open fingers stay farthest from the neighbouring objects.
+        """
+        env = self.env
+        geom = env.model.geom(obj)
+        if geom.type[0] == 6:  # mjGEOM_BOX
+            xmat = env.data.xmat[env.model.body(obj).id].reshape(3, 3)
+            yaw = float(np.arctan2(xmat[1, 0], xmat[0, 0]))
+            if geom.size[0] < geom.size[1]:  # fingers must close along the object's shorter axis
+                yaw += np.pi / 2
+            return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
+        centre = env.object_pos(obj)[:2]
+        others = [o for o in ("coke_can", "apple", "sponge", "orange", "blue_block") if o != obj]
+        best, best_clearance = 0.0, -np.inf
+        for yaw in np.linspace(-np.pi / 2, np.pi / 2, 12, endpoint=False):
+            fingers = centre + np.outer([-1.0, 1.0], [-np.sin(yaw), np.cos(yaw)]) * 0.05  # (2, 2) tips, open
+            clearance = min(np.linalg.norm(f - env.object_pos(o)[:2]) - self._radius(o)
+                            for f in fingers for o in others)
+            if clearance > best_clearance + 1e-3:
+                best, best_clearance = float(yaw), clearance
+        return best
 
     def _grasp_point(self, obj: str) -> np.ndarray:
         # Low enough for the pads to hold the object, high enough for the palm to clear its top.
@@ -187,23 +214,33 @@ class ScriptedPolicy:
         return self.env.drawer_pos(drawer) + HANDLE
 
     def _drop_point(self, drawer: str) -> np.ndarray:
-        return self.env.drawer_pos(drawer) + [0.08, 0.0, 0.0]
+        # Inside the drawer, but in front of the handle of the drawer above (needs >= OPEN_ENOUGH opening).
+        return self.env.drawer_pos(drawer) + [0.065, 0.0, 0.0]
+
+    def _radius(self, obj: str) -> float:
+        """Horizontal half-extent of an object (m)."""
+        geom = self.env.model.geom(obj)
+        return float(max(geom.size[0], geom.size[1]) if geom.type[0] == 6 else geom.size[0])
 
     def _near_point(self, src: str, tgt: str) -> np.ndarray:
-        """A free spot 8 cm from ``tgt``, preferring the side facing ``src``."""
+        """A free spot just beside ``tgt``, preferring the side facing ``src``."""
         env = self.env
         t = env.object_pos(tgt)[:2]
         s = env.object_pos(src)[:2]
-        others = [env.object_pos(o)[:2] for o in ("coke_can", "apple", "sponge", "orange", "blue_block")
-                  if o not in (src, tgt)]
+        others = [o for o in ("coke_can", "apple", "sponge", "orange", "blue_block") if o not in (src, tgt)]
+        # The open fingers reach ~4.6 cm to either side of whatever they hold.
+        held = max(self._radius(src), 0.046)
+        dist = held + self._radius(tgt) + 0.012
         preferred = np.arctan2(*(s - t)[::-1])
         best, best_key = None, None
         for ang in np.linspace(-np.pi, np.pi, 24, endpoint=False):
-            p = t + 0.08 * np.array([np.cos(ang), np.sin(ang)])
-            clearance = min(np.linalg.norm(p - o) for o in others)
+            p = t + dist * np.array([np.cos(ang), np.sin(ang)])
+            clearance = min(np.linalg.norm(p - env.object_pos(o)[:2]) - held - self._radius(o)
+                            for o in others)
             inside = 0.26 <= p[0] <= 0.58 and -0.38 <= p[1] <= 0.06
             dev = abs((ang - preferred + np.pi) % (2 * np.pi) - np.pi)
-            key = (inside and clearance > 0.075, -dev if clearance > 0.075 else clearance)
+            free = inside and clearance > 0.02
+            key = (free, -dev if free else clearance)
             if best_key is None or key > best_key:
                 best, best_key = p, key
         return best
@@ -231,7 +268,8 @@ class ScriptedPolicy:
         rest_z = self.env._rest_height[src]
         for _ in range(3):
             yield from self.pick(src)
-            yield from self.place_at(lambda: self._near_point(src, tgt), max(rest_z, 0.03) + 0.01)
+            yield from self.place_at(lambda: self._near_point(src, tgt), max(rest_z, 0.03) + 0.01,
+                                     beside=self.env.object_pos(tgt))
 
     def _open(self) -> Script:
         for _ in range(3):
@@ -241,9 +279,16 @@ class ScriptedPolicy:
         for _ in range(3):
             yield from self.close_drawer(self.env.task.params["drawer"])
 
+    def _open_wide(self, drawer: str) -> Script:
+        """Open the drawer far enough to drop an object in, re-grasping the handle if it slipped."""
+        for _ in range(3):
+            if self.env.drawer_opening(drawer) >= OPEN_ENOUGH:
+                return
+            yield from self.open_drawer(drawer)
+
     def _open_place(self) -> Script:
         drawer = self.env.task.params["drawer"]
-        yield from self.open_drawer(drawer)
+        yield from self._open_wide(drawer)
         for _ in range(3):
             yield from self.pick("apple")
             yield from self.place_in_drawer(drawer)
@@ -251,7 +296,7 @@ class ScriptedPolicy:
     def _store_apple(self) -> Script:
         drawer = self.env.task.params["drawer"]
         env = self.env
-        yield from self.open_drawer(drawer)
+        yield from self._open_wide(drawer)
         for _ in range(3):
             if env.in_drawer("apple", drawer):
                 break

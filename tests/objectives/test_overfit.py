@@ -1,0 +1,74 @@
+"""A ``tiny`` model memorises one clip on CPU, with and without Self-Flow."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from worldmodel.models import Projector, VerbSampler, build_model
+from worldmodel.objectives import EMA, FlowBatch, ObjectiveConfig, flow_matching_loss, training_loss
+
+STEPS = 200
+
+
+def _clip(cfg, batch: int, verbs: list[str]) -> FlowBatch:
+    g = torch.Generator().manual_seed(0)
+    t = cfg.context_frames + cfg.future_frames
+    # a smooth clip (a bright square drifting right), the kind of signal a video model sees
+    frames = torch.full((1, t, 3, cfg.frame_height, cfg.frame_width), -0.8)
+    for i in range(t):
+        frames[0, i, :, 8:20, 4 + 6 * i : 16 + 6 * i] = torch.tensor([0.9, 0.1, -0.3])[:, None, None]
+    actions = torch.randn(1, cfg.future_frames, 7, generator=g).clamp(-1, 1)
+    lang = torch.randn(1, 512, generator=g)
+    return FlowBatch.from_clip(
+        frames.expand(batch, -1, -1, -1, -1),
+        actions.expand(batch, -1, -1),
+        lang.expand(batch, -1),
+        verbs,
+        cfg.context_frames,
+        cfg.patch,
+    )
+
+
+@pytest.fixture
+def one_thread():
+    """A model this small gains nothing from a second thread, and on a busy machine it loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("selfflow", [False, True])
+def test_tiny_overfits_one_clip(selfflow: bool, one_thread) -> None:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = build_model("tiny")
+    projector = Projector(model.cfg.hidden)
+    cfg = ObjectiveConfig(selfflow=selfflow)
+    ema = EMA(model, decay=0.99)
+    opt = torch.optim.AdamW([*model.parameters(), *projector.parameters()], lr=2e-3, weight_decay=0.0)
+    verbs = VerbSampler(cfg.verb_probs)
+    gen = torch.Generator().manual_seed(1)
+    eval_batch = _clip(model.cfg, 64, verbs.sample(64, True, torch.Generator().manual_seed(2)))
+
+    def eval_loss() -> float:
+        with torch.no_grad():
+            return float(flow_matching_loss(model, eval_batch, cfg, torch.Generator().manual_seed(3)).flow)
+
+    before = eval_loss()
+    for _ in range(STEPS):
+        batch = _clip(model.cfg, 8, verbs.sample(8, True, gen))
+        loss = training_loss(model, batch, cfg, ema.model, projector, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.total.backward()
+        opt.step()
+        ema.update(model)
+    after = eval_loss()
+    elapsed = time.perf_counter() - start
+    assert after < before / 10, f"flow loss {before:.4f} -> {after:.4f}"
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    if selfflow:
+        assert float(loss.cosine) > 0.5  # the projector learned to match the teacher

@@ -1,0 +1,180 @@
+"""Flow-matching and Self-Flow losses (DESIGN §4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worldmodel.models import DiTOutput, Projector, Tokens, build_model
+from worldmodel.objectives import (
+    EMA,
+    FlowBatch,
+    ObjectiveConfig,
+    flow_matching_loss,
+    interpolate,
+    selfflow_inputs,
+    selfflow_loss,
+    training_loss,
+)
+from worldmodel.objectives.losses import _draw_t_eps
+
+
+def _batch(model, verbs=("policy", "dynamics", "inverse", "policy"), seed=0) -> FlowBatch:
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    b, t = len(verbs), cfg.context_frames + cfg.future_frames
+    frames = torch.rand(b, t, 3, cfg.frame_height, cfg.frame_width, generator=g) * 2 - 1
+    actions = torch.randn(b, cfg.future_frames, 7, generator=g)
+    return FlowBatch.from_clip(
+        frames, actions, torch.randn(b, 512, generator=g), list(verbs), cfg.context_frames, cfg.patch
+    )
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class Spy(torch.nn.Module):
+    """Wraps a model and records what its ``features`` receives."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model, self.calls = model, []
+        self.cfg = model.cfg
+
+    def features(self, x, t, layout, lang, block):
+        self.calls.append((x, t, block, torch.is_grad_enabled()))
+        return self.model.features(x, t, layout, lang, block)
+
+
+def test_layers_follow_depth() -> None:
+    assert ObjectiveConfig().layers(28) == (8, 20)
+    assert ObjectiveConfig().layers(12) == (4, 8)
+    assert ObjectiveConfig().layers(4) == (1, 3)
+
+
+def test_teacher_sees_max_t_s_with_same_noise_and_gets_no_grad() -> None:
+    model = build_model("tiny")
+    teacher = Spy(
+        EMA(model).model.requires_grad_(True)
+    )  # grad-enabled params: only no_grad can keep them clean
+    projector = Projector(model.cfg.hidden)
+    batch, cfg = _batch(model), ObjectiveConfig(mask_ratio_frames=0.3, mask_ratio_actions=0.5)
+    loss = selfflow_loss(model, teacher, projector, batch, cfg, _gen())
+    loss.total.backward()
+    inp = selfflow_inputs(batch, cfg, _gen())  # same generator state -> same draws
+    ((x_te, t_te, block, grad_on),) = teacher.calls
+    assert block == cfg.layers(model.cfg.depth)[1] and not grad_on
+    assert all(p.grad is None for p in teacher.model.parameters())
+    assert all(p.grad is not None for p in projector.parameters())
+    gen = batch.generated
+    assert torch.equal(t_te, inp.t_teacher)
+    assert torch.equal(t_te[gen], torch.maximum(inp.t, inp.s)[:, None].expand_as(gen)[gen])
+    assert torch.equal(t_te[~gen], torch.ones_like(t_te[~gen]))
+    expected = interpolate(batch.x, inp.eps, t_te)  # same noise as the student
+    assert torch.equal(x_te.frames, expected.frames) and torch.equal(x_te.actions, expected.actions)
+    # wherever the student's level is the cleaner one, student and teacher inputs are identical
+    same = inp.t_student == t_te
+    sf, sa = batch.x.split(same)
+    assert torch.equal(inp.x_student.frames[sf], x_te.frames[sf])
+    assert torch.equal(inp.x_student.actions[sa], x_te.actions[sa])
+    assert (t_te >= inp.t_student).all()
+
+
+def test_student_times_masks_and_ratio() -> None:
+    model = build_model("tiny")
+    batch = _batch(model, verbs=("policy",) * 256)
+    cfg = ObjectiveConfig(mask_ratio_frames=0.25, mask_ratio_actions=0.5)
+    inp = selfflow_inputs(batch, cfg, _gen())
+    gen = batch.generated
+    assert not inp.masked[~gen].any()  # only generated tokens are masked
+    mf, ma = batch.x.split(inp.masked)
+    gf, ga = batch.x.split(gen)
+    assert abs(mf[gf].float().mean() - 0.25) < 0.01
+    assert abs(ma[ga].float().mean() - 0.5) < 0.03
+    ts = inp.t_student
+    expect = torch.where(inp.masked, inp.s[:, None], inp.t[:, None])
+    assert torch.equal(ts[gen], expect[gen]) and (ts[~gen] == 1).all()
+    assert 0.4 < (inp.s > inp.t).float().mean() < 0.6  # t and s are not sorted
+    loss = selfflow_loss(model, EMA(model).model, Projector(model.cfg.hidden), batch, cfg, _gen())
+    n_f, n_a = gf.sum(), ga.sum()
+    expected_fraction = (0.25 * n_f + 0.5 * n_a) / (n_f + n_a)
+    assert abs(loss.masked_fraction - expected_fraction) < 0.01
+
+
+def test_selfflow_off_is_exactly_vanilla() -> None:
+    model = build_model("tiny")
+    _perturb(model)
+    batch = _batch(model)
+    vanilla = flow_matching_loss(model, batch, ObjectiveConfig(), _gen(3))
+    off = training_loss(model, batch, ObjectiveConfig(selfflow=False), generator=_gen(3))
+    assert torch.equal(off.total, vanilla.total) and torch.equal(off.flow, vanilla.flow)
+    assert off.rep == 0 and off.masked_fraction == 0
+    # Self-Flow with no masking feeds the student exactly the vanilla input: same flow term, plus gamma·rep
+    cfg = ObjectiveConfig(mask_ratio_frames=0.0, mask_ratio_actions=0.0)
+    sf = training_loss(model, batch, cfg, EMA(model).model, Projector(model.cfg.hidden), _gen(3))
+    assert torch.equal(sf.flow, vanilla.flow)
+    torch.testing.assert_close(sf.total, sf.flow + 0.8 * sf.rep)
+    assert sf.rep > 0 and sf.masked_fraction == 0
+
+
+def _perturb(model) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+class Oracle(torch.nn.Module):
+    """Fake model predicting a fixed output; lets tests control what the loss sees."""
+
+    def __init__(self, cfg, pred: Tokens) -> None:
+        super().__init__()
+        self.cfg, self.pred = cfg, pred
+
+    def forward(self, x, t, layout, lang=None, return_hidden=()):
+        return DiTOutput(self.pred)
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "x"])
+def test_flow_loss_covers_only_generated_tokens(prediction: str) -> None:
+    model = build_model("tiny", prediction=prediction)
+    batch = _batch(model)
+    # perfect prediction on every token: x for x-prediction, v = x - eps for velocity
+    t, eps, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
+    perfect = (
+        batch.x if prediction == "x" else Tokens(batch.x.frames - eps.frames, batch.x.actions - eps.actions)
+    )
+    loss = flow_matching_loss(Oracle(model.cfg, perfect), batch, ObjectiveConfig(), _gen(7))
+    assert loss.flow < 1e-8
+    # corrupt only clean tokens: loss unchanged
+    gf, ga = batch.x.split(batch.generated)
+    bad = Tokens(
+        torch.where(gf[..., None], perfect.frames, 100.0), torch.where(ga[..., None], perfect.actions, 100.0)
+    )
+    assert flow_matching_loss(Oracle(model.cfg, bad), batch, ObjectiveConfig(), _gen(7)).flow < 1e-8
+    # corrupt one generated action token: loss grows by exactly its share
+    worse = Tokens(perfect.frames, perfect.actions.clone())
+    b, i = ga.nonzero()[0].tolist()
+    worse.actions[b, i] += 1.0
+    got = flow_matching_loss(Oracle(model.cfg, worse), batch, ObjectiveConfig(), _gen(7))
+    if prediction == "velocity":
+        torch.testing.assert_close(got.flow_actions, torch.tensor(1.0 / ga.sum().item()))
+    assert got.flow_actions > 0 and got.flow_frames < 1e-8
+
+
+def test_selfflow_requires_teacher_and_projector() -> None:
+    model = build_model("tiny")
+    with pytest.raises(ValueError, match="teacher"):
+        training_loss(model, _batch(model), ObjectiveConfig())
+
+
+def test_context_noise_lightly_noises_clean_tokens_for_student_and_teacher() -> None:
+    model = build_model("tiny")
+    batch = _batch(model, verbs=("dynamics",) * 64)
+    inp = selfflow_inputs(batch, ObjectiveConfig(context_noise=0.2), _gen())
+    clean = ~batch.generated
+    ts = inp.t_student[clean]
+    assert (ts >= 0.8).all() and (ts <= 1).all() and ts.std() > 0.02
+    assert torch.equal(inp.t_teacher[clean], ts)
+    assert (selfflow_inputs(batch, ObjectiveConfig(), _gen()).t_student[clean] == 1).all()

@@ -1,0 +1,155 @@
+"""Model configuration and size presets (mirrored one-to-one by ``configs/model/<preset>.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+PREDICTIONS = ("velocity", "x")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a :class:`~worldmodel.models.VideoActionDiT` and its default clip.
+
+    Attributes:
+        name: preset name (informational).
+        hidden: D, token width.
+        depth: number of transformer blocks.
+        heads: attention heads; ``hidden / heads`` must be even and >= 6 (3-axis RoPE).
+        mlp_ratio: MLP hidden width as a multiple of D.
+        patch: patch side p in pixels.
+        channels: C, image channels.
+        action_dim: A, action size (7 for RT-1).
+        lang_dim: size of the language embedding (512 for RT-1's Universal Sentence Encoder).
+        frame_height: H of the default clip (any H divisible by ``patch`` works at run time).
+        frame_width: W of the default clip.
+        context_frames: K of the default clip.
+        future_frames: F of the default clip (also the action chunk length).
+        prediction: what the network outputs: ``velocity`` (v = x - eps) or ``x`` (clean data, as JiT).
+        qk_norm: RMS-normalise queries and keys per head before attention (stabilises pixel-space training).
+        rope_theta: RoPE base period.
+        checkpointing: recompute each block in the backward pass (activation checkpointing).
+    """
+
+    name: str = "custom"
+    hidden: int = 256
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    patch: int = 16
+    channels: int = 3
+    action_dim: int = 7
+    lang_dim: int = 512
+    frame_height: int = 64
+    frame_width: int = 80
+    context_frames: int = 1
+    future_frames: int = 2
+    prediction: str = "x"
+    qk_norm: bool = True
+    rope_theta: float = 100.0
+    checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        positive = (
+            "hidden",
+            "depth",
+            "heads",
+            "patch",
+            "channels",
+            "action_dim",
+            "lang_dim",
+            "frame_height",
+            "frame_width",
+            "future_frames",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.context_frames < 0:
+            raise ValueError(f"context_frames must be >= 0, got {self.context_frames}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        head_dim = self.hidden // self.heads
+        if head_dim % 2 or head_dim < 6:
+            raise ValueError(f"hidden / heads must be even and >= 6 for 3-axis RoPE, got {head_dim}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.frame_height % self.patch or self.frame_width % self.patch:
+            raise ValueError(
+                f"frame_height/frame_width ({self.frame_height}x{self.frame_width}) must be divisible "
+                f"by patch ({self.patch})"
+            )
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.rope_theta <= 1:
+            raise ValueError(f"rope_theta must be > 1, got {self.rope_theta}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def patch_dim(self) -> int:
+        """P = p·p·C."""
+        return self.patch * self.patch * self.channels
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) patches per frame of the default clip."""
+        return self.frame_height // self.patch, self.frame_width // self.patch
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Build from a plain mapping (e.g. an OmegaConf node); unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+_RT1 = dict(frame_height=256, frame_width=320, patch=16, context_frames=2, future_frames=4)
+
+PRESETS: dict[str, ModelConfig] = {
+    # Unit tests: small frames, a few hundred thousand parameters.
+    "tiny": ModelConfig(
+        name="tiny",
+        hidden=64,
+        depth=4,
+        heads=4,
+        patch=8,
+        frame_height=32,
+        frame_width=40,
+        context_frames=1,
+        future_frames=2,
+    ),
+    # The CPU demo, sized by measurement (docs/model.md): >= 5,000 Self-Flow steps in <= 15 min at batch 16.
+    "demo": ModelConfig(
+        name="demo",
+        hidden=160,
+        depth=4,
+        heads=4,
+        patch=16,
+        frame_height=64,
+        frame_width=80,
+        context_frames=1,
+        future_frames=2,
+    ),
+    # DiT/SiT sizes at RT-1 resolution (256x320, 16x16 patches: 320 tokens per frame).
+    "S": ModelConfig(name="S", hidden=384, depth=12, heads=6, **_RT1),
+    "B": ModelConfig(name="B", hidden=768, depth=12, heads=12, **_RT1),
+    "L": ModelConfig(name="L", hidden=1024, depth=24, heads=16, **_RT1),
+    "XL": ModelConfig(name="XL", hidden=1152, depth=28, heads=16, **_RT1),
+}
+
+
+def get_config(preset: str, **overrides: Any) -> ModelConfig:
+    """A preset's config with field overrides, e.g. ``get_config("S", depth=8)``."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    known = {f.name for f in fields(ModelConfig)}
+    for key in overrides:
+        if key not in known:
+            raise ValueError(f"unknown model config key {key!r}; allowed: {sorted(known)}")
+    return replace(PRESETS[preset], **overrides)

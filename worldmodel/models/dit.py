@@ -1,0 +1,263 @@
+"""``VideoActionDiT``: a DiT/SiT block stack with per-token adaLN-Zero over frame patches and action tokens.
+
+Design choices (see docs/model.md):
+
+* **Per-token conditioning.** Every token carries its own timestep; its conditioning vector is
+  ``c = time_embed(t_token) + lang_embed(language)`` and each block maps ``SiLU(c)`` to its six adaLN-Zero
+  vectors. Within a sample only a few distinct timesteps occur (clean, t, s), so the conditioning MLPs run on
+  the unique (sample, t) pairs and are gathered back per token: the same function, a fraction of the cost.
+* **Positions: factorised 3-axis RoPE** over (time, row, col) inside attention. It needs no table, so frames
+  of any H x W and any clip length work without interpolation, and it encodes only relative offsets, which is
+  what a dynamics model should depend on. Action tokens sit between the frames they connect (``TokenLayout``).
+* **Attention** through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from worldmodel.models.config import ModelConfig
+from worldmodel.models.layout import TokenLayout, Tokens
+
+FREQ_DIM = 256  # sinusoidal timestep features, as DiT
+
+
+@dataclass
+class DiTOutput:
+    """Result of one forward pass.
+
+    Attributes:
+        pred: network output per token (velocity or clean data, per ``ModelConfig.prediction``), or None
+            when the heads were skipped.
+        hidden: hidden states (B, N, D) after the requested numbers of blocks.
+    """
+
+    pred: Tokens | None
+    hidden: dict[int, Tensor] = field(default_factory=dict)
+
+
+def timestep_features(t: Tensor, dim: int = FREQ_DIM, max_period: float = 10_000.0) -> Tensor:
+    """Sinusoidal features of timesteps in [0, 1] (scaled by 1000 as DiT): (U,) -> (U, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos/sin tables of factorised 3-axis RoPE.
+
+    The head dimension is split into (time, row, col) parts: row and col get ``2·(d // 6)`` each, time the
+    rest.
+
+    Args:
+        positions: (N, 3) float (time, row, col).
+        head_dim: d, even.
+        theta: base period.
+
+    Returns:
+        cos, sin: each (N, d/2).
+    """
+    axis = 2 * (head_dim // 6)
+    dims = (head_dim - 2 * axis, axis, axis)
+    angles = []
+    for i, m in enumerate(dims):
+        freqs = theta ** (-torch.arange(0, m, 2, device=positions.device, dtype=torch.float32) / m)  # (m/2,)
+        angles.append(positions[:, i : i + 1].float() * freqs[None])
+    ang = torch.cat(angles, dim=-1)  # (N, d/2)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate interleaved pairs of x (B, H, N, d) by angles (N, d/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional QK-RMSNorm and RoPE, via SDPA."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        hd = dim // heads
+        self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, d)
+        q, k, v = qkv.unbind(0)
+        q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, d)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with per-token adaLN-Zero (shift, scale, gate for attention and MLP)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads, cfg.qk_norm)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        mlp = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, mlp), nn.GELU(), nn.Linear(mlp, d))
+        self.ada = nn.Linear(d, 6 * d)
+
+    def modulation(self, c_act: Tensor, index: Tensor) -> Tensor:
+        """Per-token adaLN vectors: SiLU'd conditioning (U, D) gathered by index (B, N) -> (B, N, 6D)."""
+        return self.ada(c_act)[index]
+
+    def forward(self, x: Tensor, c_act: Tensor, index: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        sh1, sc1, g1, sh2, sc2, g2 = self.modulation(c_act, index).chunk(6, dim=-1)  # each (B, N, D)
+        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin)
+        return x + g2 * self.mlp(modulate(self.norm2(x), sh2, sc2))
+
+
+class Projector(nn.Module):
+    """Self-Flow projector: MLP D -> 2D -> D with SiLU, applied to student hidden states (B, N, D)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h)
+
+
+class VideoActionDiT(nn.Module):
+    """Diffusion transformer over frame-patch and action tokens with per-token timesteps.
+
+    Args:
+        cfg: the model configuration.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden
+        self.frame_embed = nn.Linear(cfg.patch_dim, d)  # a stride-p conv on patchified pixels
+        self.action_embed = nn.Linear(cfg.action_dim, d)
+        self.time_embed = nn.Sequential(nn.Linear(FREQ_DIM, d), nn.SiLU(), nn.Linear(d, d))
+        self.lang_embed = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Linear(d, 2 * d)
+        self.frame_head = nn.Linear(d, cfg.patch_dim)
+        self.action_head = nn.Linear(d, cfg.action_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """DiT initialisation: Xavier linears, N(0, 0.02) embedder MLPs, zero adaLN and output heads."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for mlp in (self.time_embed, self.lang_embed):
+            nn.init.normal_(mlp[0].weight, std=0.02)
+            nn.init.normal_(mlp[2].weight, std=0.02)
+        for lin in [b.ada for b in self.blocks] + [self.final_ada, self.frame_head, self.action_head]:
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def condition(self, t: Tensor, lang: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-token conditioning, computed once per distinct (sample, t).
+
+        Args:
+            t: (B, N) per-token timesteps in [0, 1].
+            lang: (B, lang_dim) language embeddings, or None (zeros, i.e. unconditional).
+
+        Returns:
+            c_act: (U, D) ``SiLU(time_embed(t) + lang_embed(lang))`` for the U distinct (sample, t) pairs.
+            index: (B, N) long, row of ``c_act`` for each token.
+        """
+        b = t.shape[0]
+        # t in [0, 1], so key = 2b + t is unique per (sample, t) and exact in float64.
+        key = t.double() + 2.0 * torch.arange(b, device=t.device, dtype=torch.float64)[:, None]
+        uniq, index = torch.unique(key, return_inverse=True)  # (U,), (B, N)
+        sample = torch.div(uniq, 2, rounding_mode="floor").long()
+        t_u = (uniq - 2.0 * sample).float()
+        if lang is None:
+            lang = torch.zeros(b, self.cfg.lang_dim, device=t.device)
+        dtype = self.frame_embed.weight.dtype
+        c = self.time_embed(timestep_features(t_u).to(dtype)) + self.lang_embed(lang.to(dtype))[sample]
+        return F.silu(c), index
+
+    def forward(
+        self,
+        x: Tokens,
+        t: Tensor,
+        layout: TokenLayout,
+        lang: Tensor | None = None,
+        return_hidden: Sequence[int] = (),
+        output_heads: bool = True,
+    ) -> DiTOutput:
+        """Run the network.
+
+        Args:
+            x: noisy tokens: frames (B, Nf, P), actions (B, Na, A) or None (must match
+                ``layout.has_actions``).
+            t: (B, N) per-token timesteps, 1 = clean.
+            layout: the token layout (K, F, grid, has_actions).
+            lang: (B, lang_dim) language embedding or None.
+            return_hidden: block counts k in 1..depth; the hidden state after the first k blocks is returned.
+            output_heads: when False, stop after the last requested hidden state and skip the output heads.
+
+        Returns:
+            DiTOutput with ``pred`` (same shapes as ``x``) and ``hidden[k]`` (B, N, D).
+        """
+        if (x.actions is not None) != layout.has_actions:
+            raise ValueError(
+                f"actions given={x.actions is not None} but layout.has_actions={layout.has_actions}"
+            )
+        if x.frames.shape[1] != layout.num_frame_tokens or t.shape[1] != layout.num_tokens:
+            raise ValueError(
+                f"token counts {x.frames.shape[1]} frames / t {tuple(t.shape)} do not match {layout}"
+            )
+        for k in return_hidden:
+            if not 1 <= k <= self.cfg.depth:
+                raise ValueError(f"return_hidden entries must be in 1..{self.cfg.depth}, got {k}")
+        h = self.frame_embed(x.frames)  # (B, Nf, D)
+        if x.actions is not None:
+            h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
+        c_act, index = self.condition(t, lang)
+        cos, sin = rope_tables(layout.positions().to(h.device), self.cfg.head_dim, self.cfg.rope_theta)
+        wanted = set(return_hidden)
+        last = self.cfg.depth if output_heads else max(wanted, default=0)
+        hidden: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks[:last]):
+            if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
+                h = checkpoint(block, h, c_act, index, cos, sin, use_reentrant=False)
+            else:
+                h = block(h, c_act, index, cos, sin)
+            if i + 1 in wanted:
+                hidden[i + 1] = h
+        if not output_heads:
+            return DiTOutput(pred=None, hidden=hidden)
+        shift, scale = self.final_ada(c_act)[index].chunk(2, dim=-1)  # (B, N, D) each
+        h = modulate(self.final_norm(h), shift, scale)
+        nf = layout.num_frame_tokens
+        frames = self.frame_head(h[:, :nf])  # (B, Nf, P)
+        actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
+        return DiTOutput(pred=Tokens(frames, actions), hidden=hidden)
+
+    def features(self, x: Tokens, t: Tensor, layout: TokenLayout, lang: Tensor | None, block: int) -> Tensor:
+        """Hidden states (B, N, D) after the first ``block`` blocks, running no further (for Self-Flow
+        targets, feature-space distances and later heads)."""
+        return self(x, t, layout, lang, return_hidden=(block,), output_heads=False).hidden[block]

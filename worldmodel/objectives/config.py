@@ -1,0 +1,95 @@
+"""Objective configuration (mirrored by ``configs/objective/{selfflow,fm}.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+TIME_SAMPLERS = ("uniform", "logit_normal")
+
+
+def _default_verbs() -> dict[str, float]:
+    return {"policy": 0.4, "dynamics": 0.4, "inverse": 0.2}
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Flow matching with optional Self-Flow (DESIGN §4). ``selfflow=False`` is exactly vanilla flow matching.
+
+    Attributes:
+        selfflow: add the Self-Flow representation loss (dual timesteps + EMA teacher).
+        time_sampler: ``uniform`` or ``logit_normal`` for the per-sample training time t (1 = clean).
+        time_mean: logit-normal mean of logit(t); negative means noisier (JiT uses -0.8).
+        time_std: logit-normal std.
+        time_shift: resolution shift s >= 1 applied to the noise level 1 - t as in SD3
+            (``sigma' = s·sigma / (1 + (s - 1)·sigma)``); 1 = none. See :func:`resolution_shift`.
+        mask_ratio_frames: Self-Flow R_M for generated frame tokens (0.1 video, 0.25 images in the paper).
+        mask_ratio_actions: Self-Flow R_M for generated action tokens.
+        gamma: weight of the representation loss.
+        student_layer_frac: student features after block ``round(frac·depth)``.
+        teacher_layer_frac: teacher features after block ``round(frac·depth)``.
+        ema_decay: EMA decay of the teacher / evaluation weights.
+        ema_warmup: use ``min(decay, (1 + n) / (10 + n))`` after n updates.
+        action_weight: flow loss = frame-token MSE + action_weight · action-token MSE (each averaged over the
+            generated tokens of that modality).
+        x_pred_min_gap: when the model predicts x, velocity = (x_pred - x_t) / max(1 - t, gap) in training
+            (JiT).
+        verb_probs: probabilities of policy / dynamics / inverse for samples with actions.
+        context_noise: clean (given) tokens get t ~ U[1 - context_noise, 1] per sample in training, the paper's
+            light noising of conditioning frames; 0 keeps them exactly clean. Sampling always uses t = 1.
+    """
+
+    selfflow: bool = True
+    time_sampler: str = "logit_normal"
+    time_mean: float = 0.0
+    time_std: float = 1.0
+    time_shift: float = 1.0
+    mask_ratio_frames: float = 0.1
+    mask_ratio_actions: float = 0.1
+    gamma: float = 0.8
+    student_layer_frac: float = 0.3
+    teacher_layer_frac: float = 0.7
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True
+    action_weight: float = 1.0
+    x_pred_min_gap: float = 0.05
+    verb_probs: dict[str, float] = field(default_factory=_default_verbs)
+    context_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.time_sampler not in TIME_SAMPLERS:
+            raise ValueError(f"time_sampler must be one of {TIME_SAMPLERS}, got {self.time_sampler!r}")
+        if self.time_std <= 0:
+            raise ValueError(f"time_std must be > 0, got {self.time_std}")
+        if self.time_shift <= 0:
+            raise ValueError(f"time_shift must be > 0, got {self.time_shift}")
+        if not 0.0 <= self.context_noise < 1.0:
+            raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
+        for name in ("mask_ratio_frames", "mask_ratio_actions", "ema_decay"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("student_layer_frac", "teacher_layer_frac"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.gamma < 0 or self.action_weight < 0:
+            raise ValueError(f"gamma and action_weight must be >= 0, got {self.gamma}, {self.action_weight}")
+        if not 0.0 < self.x_pred_min_gap < 1.0:
+            raise ValueError(f"x_pred_min_gap must be in (0, 1), got {self.x_pred_min_gap}")
+        object.__setattr__(self, "verb_probs", dict(self.verb_probs))
+
+    def layers(self, depth: int) -> tuple[int, int]:
+        """(student, teacher) block counts for a model of this depth, rounding half up, each in 1..depth."""
+
+        def pick(frac: float) -> int:
+            return min(depth, max(1, int(frac * depth + 0.5)))
+
+        return pick(self.student_layer_frac), pick(self.teacher_layer_frac)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ObjectiveConfig:
+        """Build from a plain mapping (e.g. an OmegaConf node); unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown objective config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,269 @@
+"""Vanilla flow matching and Self-Flow (DESIGN §4) as named loss functions returning :class:`LossOutput`.
+
+Random numbers are drawn in a fixed order — t, noise, then (Self-Flow only) s and the token mask — so that
+with the same generator Self-Flow at ``R_M = 0`` feeds the student exactly what vanilla flow
+matching feeds the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from worldmodel.models.layout import TokenLayout, Tokens, batch_generated_mask, patchify
+from worldmodel.objectives.config import ObjectiveConfig
+from worldmodel.objectives.path import (
+    TimeSampler,
+    as_velocity,
+    interpolate,
+    randn_like_tokens,
+    velocity_target,
+)
+
+
+@dataclass
+class FlowBatch:
+    """One training batch in token space.
+
+    Attributes:
+        x: clean tokens: frames (B, Nf, P), actions (B, Na, A) or None.
+        generated: (B, N) bool, True for tokens the verb generates (the loss covers only these).
+        layout: the token layout.
+        lang: (B, lang_dim) language embedding or None.
+    """
+
+    x: Tokens
+    generated: Tensor
+    layout: TokenLayout
+    lang: Tensor | None = None
+
+    @classmethod
+    def from_clip(
+        cls,
+        frames: Tensor,
+        actions: Tensor | None,
+        lang: Tensor | None,
+        verbs: list[str],
+        context_frames: int,
+        patch: int,
+    ) -> FlowBatch:
+        """Build from a clip.
+
+        Args:
+            frames: (B, K+F, C, H, W) in [-1, 1].
+            actions: (B, F, A) normalised actions, or None (pretraining video).
+            lang: (B, lang_dim) or None.
+            verbs: B verbs (see :class:`~worldmodel.models.VerbSampler`).
+            context_frames: K.
+            patch: patch side p.
+        """
+        _, t, _, h, w = frames.shape
+        layout = TokenLayout(
+            context_frames, t - context_frames, (h // patch, w // patch), actions is not None
+        )
+        gen = batch_generated_mask(verbs, layout).to(frames.device)
+        return cls(Tokens(patchify(frames, patch), actions), gen, layout, lang)
+
+
+@dataclass
+class LossOutput:
+    """Loss terms (scalars). ``total`` is what to backpropagate; the rest are for logging.
+
+    Attributes:
+        total: flow + gamma·rep.
+        flow: velocity MSE over generated tokens (frames + action_weight·actions).
+        rep: Self-Flow representation loss, mean over generated tokens of 1 - cos (0 when off).
+        cosine: mean cosine between projected student and teacher features (0 when off).
+        masked_fraction: fraction of generated tokens that got the second time s (0 when off).
+        flow_frames: velocity MSE over generated frame tokens.
+        flow_actions: velocity MSE over generated action tokens (0 if none).
+    """
+
+    total: Tensor
+    flow: Tensor
+    rep: Tensor
+    cosine: Tensor
+    masked_fraction: Tensor
+    flow_frames: Tensor
+    flow_actions: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain floats for logging."""
+        return {k: float(v.detach()) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SelfFlowInputs:
+    """What the student and teacher see (exposed for tests and debugging).
+
+    Attributes:
+        x_student, t_student: student tokens and (B, N) times: masked generated tokens at s, others at t,
+            clean at 1.
+        x_teacher, t_teacher: teacher tokens and times: generated at max(t, s), clean at 1; same noise.
+        eps: the shared noise.
+        masked: (B, N) bool, generated tokens that got s.
+        t, s: (B,) the two per-sample times.
+    """
+
+    x_student: Tokens
+    t_student: Tensor
+    x_teacher: Tokens
+    t_teacher: Tensor
+    eps: Tokens
+    masked: Tensor
+    t: Tensor
+    s: Tensor
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of values (B, N) over mask (B, N); 0 when the mask is empty."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _sampler(cfg: ObjectiveConfig) -> TimeSampler:
+    return TimeSampler(cfg.time_sampler, cfg.time_mean, cfg.time_std, cfg.time_shift)
+
+
+def _draw_t_eps(
+    batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None
+) -> tuple[Tensor, Tokens, Tensor]:
+    """Draw the per-sample time t (B,), the noise, and the clean tokens' level (B,) (1 unless context_noise)."""
+    b, device = batch.generated.shape[0], batch.generated.device
+    t = _sampler(cfg)(b, generator, device)  # (B,)
+    eps = randn_like_tokens(batch.x, generator)
+    clean = torch.ones_like(t)
+    if cfg.context_noise > 0:
+        u = torch.rand(b, generator=generator, device=generator.device if generator is not None else device).to(device)
+        clean = 1 - cfg.context_noise * u
+    return t, eps, clean
+
+
+def _flow_terms(
+    model: nn.Module,
+    batch: FlowBatch,
+    x_t: Tokens,
+    tau: Tensor,
+    eps: Tokens,
+    cfg: ObjectiveConfig,
+    return_hidden: tuple[int, ...] = (),
+) -> tuple[Tensor, Tensor, Tensor, dict[int, Tensor]]:
+    """Run the model and return (flow, flow_frames, flow_actions, hidden)."""
+    out = model(x_t, tau, batch.layout, batch.lang, return_hidden=return_hidden)
+    v_pred = as_velocity(out.pred, x_t, tau, model.cfg.prediction, cfg.x_pred_min_gap)
+    v = velocity_target(batch.x, eps)
+    gen_f, gen_a = batch.x.split(batch.generated)
+    flow_frames = _masked_mean((v_pred.frames.float() - v.frames).pow(2).mean(-1), gen_f)  # over (B, Nf)
+    flow_actions = torch.zeros((), device=tau.device)
+    if v.actions is not None:
+        flow_actions = _masked_mean(
+            (v_pred.actions.float() - v.actions).pow(2).mean(-1), gen_a
+        )  # over (B, Na)
+    return flow_frames + cfg.action_weight * flow_actions, flow_frames, flow_actions, out.hidden
+
+
+def flow_matching_loss(
+    model: nn.Module, batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None = None
+) -> LossOutput:
+    """Vanilla flow matching: one t per sample for all generated tokens, clean tokens at t = 1.
+
+    Args:
+        model: a ``VideoActionDiT`` (its ``cfg.prediction`` says how to read the output).
+        batch: the batch.
+        cfg: objective config (``selfflow`` is ignored here).
+        generator: source of t and noise.
+    """
+    t, eps, clean = _draw_t_eps(batch, cfg, generator)
+    tau = torch.where(batch.generated, t[:, None], clean[:, None])  # (B, N)
+    x_t = interpolate(batch.x, eps, tau)
+    flow, ff, fa, _ = _flow_terms(model, batch, x_t, tau, eps, cfg)
+    zero = torch.zeros((), device=flow.device)
+    return LossOutput(
+        total=flow, flow=flow, rep=zero, cosine=zero, masked_fraction=zero, flow_frames=ff, flow_actions=fa
+    )
+
+
+def selfflow_inputs(
+    batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None = None
+) -> SelfFlowInputs:
+    """Draw t, noise, s and the token mask, and build student and teacher inputs (DESIGN §4 steps 1-2)."""
+    t, eps, clean = _draw_t_eps(batch, cfg, generator)
+    b, n = batch.generated.shape
+    device = batch.generated.device
+    s = _sampler(cfg)(b, generator, device)  # (B,), independent of t, not sorted
+    gen_device = generator.device if generator is not None else device
+    u = torch.rand(b, n, generator=generator, device=gen_device).to(device)  # (B, N)
+    is_action = batch.layout.token_kinds().to(device) == 2  # (N,)
+    ratio = torch.where(is_action, cfg.mask_ratio_actions, cfg.mask_ratio_frames)  # (N,)
+    masked = batch.generated & (u < ratio[None])
+    one = clean[:, None]  # clean tokens' level, shared by student and teacher
+    t_student = torch.where(batch.generated, torch.where(masked, s[:, None], t[:, None]), one)  # (B, N)
+    t_teacher = torch.where(batch.generated, torch.maximum(t, s)[:, None], one)  # (B, N)
+    return SelfFlowInputs(
+        x_student=interpolate(batch.x, eps, t_student),
+        t_student=t_student,
+        x_teacher=interpolate(batch.x, eps, t_teacher),
+        t_teacher=t_teacher,
+        eps=eps,
+        masked=masked,
+        t=t,
+        s=s,
+    )
+
+
+def selfflow_loss(
+    model: nn.Module,
+    teacher: nn.Module,
+    projector: nn.Module,
+    batch: FlowBatch,
+    cfg: ObjectiveConfig,
+    generator: torch.Generator | None = None,
+) -> LossOutput:
+    """Self-Flow: flow matching on dual-timestep inputs + gamma · (1 - cos) to an EMA teacher's deeper
+    features.
+
+    Args:
+        model: the student ``VideoActionDiT``.
+        teacher: the EMA copy (same architecture); run under ``no_grad``.
+        projector: student-feature projector (D -> 2D -> D).
+        batch: the batch.
+        cfg: objective config.
+        generator: source of t, noise, s and mask.
+    """
+    inp = selfflow_inputs(batch, cfg, generator)
+    k_student, k_teacher = cfg.layers(model.cfg.depth)
+    flow, ff, fa, hidden = _flow_terms(model, batch, inp.x_student, inp.t_student, inp.eps, cfg, (k_student,))
+    with torch.no_grad():
+        target = teacher.features(
+            inp.x_teacher, inp.t_teacher, batch.layout, batch.lang, k_teacher
+        )  # (B, N, D)
+    cos = F.cosine_similarity(projector(hidden[k_student]).float(), target.float(), dim=-1)  # (B, N)
+    rep = _masked_mean(1 - cos, batch.generated)
+    return LossOutput(
+        total=flow + cfg.gamma * rep,
+        flow=flow,
+        rep=rep,
+        cosine=_masked_mean(cos.detach(), batch.generated),
+        masked_fraction=_masked_mean(inp.masked.float(), batch.generated),
+        flow_frames=ff,
+        flow_actions=fa,
+    )
+
+
+def training_loss(
+    model: nn.Module,
+    batch: FlowBatch,
+    cfg: ObjectiveConfig,
+    teacher: nn.Module | None = None,
+    projector: nn.Module | None = None,
+    generator: torch.Generator | None = None,
+) -> LossOutput:
+    """The configured loss: :func:`selfflow_loss` when ``cfg.selfflow`` else :func:`flow_matching_loss`."""
+    if not cfg.selfflow:
+        return flow_matching_loss(model, batch, cfg, generator)
+    if teacher is None or projector is None:
+        raise ValueError("selfflow=True needs a teacher (EMA model) and a projector")
+    return selfflow_loss(model, teacher, projector, batch, cfg, generator)
