@@ -39,6 +39,10 @@ COMMANDS: tuple[Command, ...] = (
             "closed-loop evaluation of a policy on the simulated tasks"),
     Command(("data", "sim"), "data_sim", "worldmodel.data.sim:run",
             "roll out experts in the sim tasks and write an RLDS dataset (RT-1 schema)"),
+    Command(("pretrain",), "pretrain", "worldmodel.training.commands:pretrain",
+            "video pretraining (Self-Flow by default) on the frames of an RLDS dataset"),
+    Command(("finetune", "rt1"), "finetune_rt1", "worldmodel.training.commands:finetune_rt1",
+            "fine-tune a checkpoint on RT-1 (RLDS) with the policy/dynamics/inverse/video verb mix"),
 )
 
 

@@ -11,6 +11,7 @@ than ``MIN_RANGE`` (e.g. a rotation a scripted expert never uses) is widened sym
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,7 @@ def load_or_compute_stats(dataset: RLDSDataset, cache_path: str | Path | None, *
     stats = compute_action_stats(dataset, **kwargs)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique per process: ranks may share a run dir
         tmp.write_text(json.dumps(stats.to_dict(), indent=2))
         tmp.replace(path)
     return stats

@@ -1,0 +1,95 @@
+"""The CLI chain on CPU: pretrain -> finetune rt1 (init) -> load_checkpoint; init mismatches; NaN stops."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.training.conftest import losses, run_cli
+from worldmodel.objectives import GenerationContext, generate
+from worldmodel.training import list_checkpoints, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def pretrained(common, tmp_path_factory):
+    run = tmp_path_factory.mktemp("pretrain")
+    assert run_cli("pretrain", *common, f"run_dir={run}") == 0
+    return run
+
+
+def test_pretrain_writes_run_dir(pretrained) -> None:
+    assert (pretrained / "config.yaml").is_file()
+    assert sorted(losses(pretrained)) == list(range(1, 9))
+    ckpts = list_checkpoints(pretrained)
+    assert [c.name for c in ckpts] == ["step_00000004", "step_00000008"]
+    meta = json.loads((ckpts[-1] / "meta.json").read_text())
+    assert meta["mode"] == "pretrain" and meta["action_stats"] is None and meta["model"]["name"] == "tiny"
+    assert meta["untrained"] == ["action_embed.", "action_head."]
+    assert (pretrained / "samples" / "step_00000008.png").is_file()
+    # the action layers are never trained in video pretraining
+    first, last = (load_file(str(c / "model.safetensors")) for c in ckpts)
+    assert torch.equal(first["action_head.weight"], last["action_head.weight"])
+    assert not torch.equal(first["blocks.0.attn.qkv.weight"], last["blocks.0.attn.qkv.weight"])
+
+
+def test_finetune_from_pretrain_then_load(pretrained, common, tmp_path, capsys) -> None:
+    run = tmp_path / "ft"
+    assert run_cli("finetune", "rt1", *common, f"init={pretrained}", f"run_dir={run}") == 0
+    out = capsys.readouterr().out
+    assert "freshly initialised: action_embed.bias, action_embed.weight, action_head.bias" in out
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["step"] == 8 and row["loss/flow_actions"] > 0
+    for key in ("loss/rep", "lr", "grad_norm", "samples_per_s", "tokens_per_s"):
+        assert key in row
+
+    loaded = load_checkpoint(run)
+    assert loaded.step == 8 and loaded.model.cfg.name == "tiny" and not loaded.model.training
+    assert loaded.action_stats is not None and len(loaded.action_stats.q01) == 7
+    assert loaded.config.train.steps == 8 and loaded.meta["mode"] == "finetune"
+    ema = load_file(str(loaded.path / "ema.safetensors"))
+    assert all(torch.equal(v, ema[k]) for k, v in loaded.model.state_dict().items())
+    raw = load_checkpoint(loaded.path, ema=False)
+    assert not torch.equal(raw.model.frame_head.weight, loaded.model.frame_head.weight)
+    # the loaded model runs every verb without the dataset
+    cfg = loaded.model.cfg
+    frames = torch.zeros(2, cfg.context_frames, 3, cfg.frame_height, cfg.frame_width)
+    res = generate(loaded.model, "policy", GenerationContext(frames, cfg.future_frames, lang=torch.zeros(2, 512)),
+                   steps=2, generator=torch.Generator().manual_seed(0))
+    assert res.actions.shape == (2, cfg.future_frames, 7) and torch.isfinite(res.frames).all()
+
+
+def test_init_shape_mismatch_names_parameter(pretrained, common, tmp_path, capsys) -> None:
+    rc = run_cli("finetune", "rt1", *common, "model.hidden=32", f"init={pretrained}", f"run_dir={tmp_path}")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "frame_embed.weight" in err and "[64, 192]" in err and "[32, 192]" in err
+
+
+def test_existing_run_needs_resume(pretrained, common, capsys) -> None:
+    assert run_cli("pretrain", *common, f"run_dir={pretrained}") == 2
+    assert "resume=auto" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_naming_step_and_keeps_checkpoints(common, tmp_path, monkeypatch, capsys) -> None:
+    from worldmodel.training import trainer
+
+    real, calls = trainer.training_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= 6:
+            out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer, "training_loss", poisoned)
+    rc = run_cli("pretrain", *common, "train.steps=20", "train.ckpt_every=2", "train.sample_every=0",
+                 f"run_dir={tmp_path}")
+    err = capsys.readouterr().err
+    assert rc == 1 and "non-finite loss at step 6" in err and "step_00000004" in err
+    assert [c.name for c in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000004"]
+    assert load_checkpoint(tmp_path).step == 4
+    assert max(losses(tmp_path)) == 5

@@ -1,0 +1,108 @@
+"""Training settings (mirrored by ``configs/train/*.yaml``), validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+STRATEGIES = ("ddp", "fsdp2")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the ``train`` config group).
+
+    Attributes:
+        steps: optimiser steps of the whole run (a resumed run continues to this step).
+        batch_size: clips per micro-batch *per rank*; the global batch is ``batch_size·grad_accum·world_size``.
+        grad_accum: micro-batches accumulated per optimiser step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay, applied to matrices only (not biases / norms).
+        beta1, beta2: AdamW betas.
+        warmup_steps: linear warm-up from 0 to ``lr``.
+        schedule: ``constant`` after warm-up, or ``cosine`` decay to ``min_lr_ratio·lr`` at ``steps``.
+        min_lr_ratio: floor of the cosine schedule as a fraction of ``lr``.
+        grad_clip: max global gradient norm (0 disables clipping).
+        seed: seeds model init, the training RNG (times, noise, masks, verbs) and python/numpy.
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+        compile: wrap the network in ``torch.compile``.
+        activation_checkpointing: recompute each block in the backward pass (less memory, ~30 % more time).
+        strategy: ``ddp`` or ``fsdp2`` (``fully_shard`` per block; for L/XL) when run under torchrun.
+        log_every: log losses, LR, grad norm and throughput every N steps.
+        sample_every: write a sample video (real | generated future) every N steps (0: never).
+        sample_steps: sampler steps for those videos.
+        ckpt_every: write a checkpoint every N steps (the last step is always saved).
+        keep_last: checkpoints kept in ``run_dir/checkpoints`` (older ones are deleted).
+        num_threads: torch CPU threads per rank (0: torch's default, split between local ranks).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 100
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    precision: str = "auto"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    strategy: str = "ddp"
+    log_every: int = 10
+    sample_every: int = 500
+    sample_steps: int = 8
+    ckpt_every: int = 500
+    keep_last: int = 3
+    num_threads: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "sample_steps", "ckpt_every", "keep_last"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "sample_every", "num_threads", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"train.weight_decay and train.grad_clip must be >= 0, got "
+                             f"{self.weight_decay}, {self.grad_clip}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name, allowed in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("strategy", STRATEGIES),
+                              ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a plain mapping (e.g. the ``train`` node); unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown train config keys {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` for optimiser step ``step`` (0-based: the factor used by the step-th update)."""
+        import math
+
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        if self.schedule == "constant":
+            return 1.0
+        span = max(self.steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

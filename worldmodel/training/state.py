@@ -1,0 +1,119 @@
+"""Pieces of training state: RNG snapshots, weight initialisation from a pretraining checkpoint, optimiser."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from worldmodel.training.checkpoint import META, resolve_checkpoint
+from worldmodel.training.config import TrainConfig
+
+# Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh.
+ACTION_PREFIXES = ("action_embed.", "action_head.")
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Snapshot of python, numpy, torch (CPU and CUDA) and the given generators, in weights-only-loadable types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {k: g.get_state() for k, g in generators.items()},
+    }
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Restore a :func:`rng_state` snapshot."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, gen in generators.items():
+        gen.set_state(state["generators"][name])
+
+
+def freeze_action_layers(model: nn.Module) -> None:
+    """Exclude the action embedding and head from training (video pretraining never uses them)."""
+    for name, p in model.named_parameters():
+        if name.startswith(ACTION_PREFIXES):
+            p.requires_grad_(False)
+
+
+def _check_and_filter(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], skip: tuple[str, ...],
+                      where: str, hint: str) -> dict[str, torch.Tensor]:
+    for name, mine in own.items():  # in the model's order, so the first mismatch reported is the earliest layer
+        if name in state and not name.startswith(skip) and tuple(state[name].shape) != tuple(mine.shape):
+            raise ValueError(f"{where}: parameter {name!r} has shape {list(state[name].shape)} in the checkpoint "
+                             f"but {list(mine.shape)} in this model ({hint})")
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise ValueError(f"{where}: parameter {unknown[0]!r} of the checkpoint does not exist in this model "
+                         f"({len(unknown)} such; {hint})")
+    missing = [k for k in own if k not in state and not k.startswith(skip)]
+    if missing:
+        raise ValueError(f"{where}: parameter {missing[0]!r} of this model is missing from the checkpoint "
+                         f"({len(missing)} missing; {hint})")
+    return {k: v for k, v in state.items() if not k.startswith(skip)}
+
+
+def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Initialise a model for fine-tuning from a (pretraining) checkpoint's EMA weights.
+
+    Every parameter must exist with the same shape on both sides, except layers the checkpoint never trained
+    (its ``untrained`` list: the action embedding and head of a video-only run), which keep their fresh
+    initialisation here.
+
+    Args:
+        model: the freshly built network.
+        projector: the Self-Flow projector (loaded too).
+        path: a checkpoint or run directory.
+
+    Returns:
+        ``{"checkpoint", "step", "loaded", "fresh"}`` (parameter counts / names).
+
+    Raises:
+        ValueError: naming the first parameter whose shape differs or that exists on one side only.
+        FileNotFoundError: no checkpoint at ``path``.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta = json.loads((ckpt / META).read_text())
+    skip = tuple(meta.get("untrained", []))
+    trained_with = meta.get("model", {})
+    hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
+            f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
+    where = f"init={ckpt}"
+    own = model.state_dict()
+    state = _check_and_filter(own, load_file(str(ckpt / "ema.safetensors")), skip, where, hint)
+    model.load_state_dict(state, strict=False)
+    proj = _check_and_filter(projector.state_dict(), load_file(str(ckpt / "projector.safetensors")), (),
+                             where + " (projector)", hint)
+    projector.load_state_dict(proj, strict=True)
+    fresh = sorted(k for k in own if k not in state)
+    return {"checkpoint": str(ckpt), "step": int(meta["step"]), "loaded": len(state), "fresh": fresh}
+
+
+def build_optimizer(params: Iterable[nn.Parameter], tc: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (biases and norm scales are not decayed)."""
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=fused or None)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then constant or cosine (:meth:`TrainConfig.lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: tc.lr_factor(step))

@@ -1,0 +1,383 @@
+"""The training loop (one for pretraining and fine-tuning; single process, DDP or FSDP2 under torchrun)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config, dataset_path
+from worldmodel.data.reader import open_rlds
+from worldmodel.data.stats import ActionStats, load_or_compute_stats
+from worldmodel.models import ModelConfig, Projector, VerbSampler, build_model
+from worldmodel.objectives import EMA, FlowBatch, LossOutput, ObjectiveConfig, training_loss
+from worldmodel.training import distributed as D
+from worldmodel.training import state as S
+from worldmodel.training.checkpoint import (
+    CheckpointContents,
+    latest_checkpoint,
+    remove_stale_temp,
+    resolve_checkpoint,
+    write_checkpoint,
+)
+from worldmodel.training.config import TrainConfig
+from worldmodel.training.monitor import Monitor
+from worldmodel.training.samples import generate_sample, validation_clip, write_sample
+
+MODES = ("pretrain", "finetune")
+TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """How a run ended.
+
+    Attributes:
+        step: optimiser steps done.
+        checkpoint: the last checkpoint written (None if none).
+        signal: the signal number that stopped the run early (None when it ran to ``train.steps``).
+    """
+
+    step: int
+    checkpoint: Path | None
+    signal: int | None = None
+
+
+class _Student(nn.Module):
+    """Model + projector as one module, so that DDP sees every trained parameter in a single forward."""
+
+    def __init__(self, model: nn.Module, projector: nn.Module, teacher: nn.Module, objective: ObjectiveConfig):
+        super().__init__()
+        self.model, self.projector, self.objective = model, projector, objective
+        self._teacher = [teacher]  # a list keeps the EMA copy out of the module tree (not trained, not synced)
+
+    def forward(self, batch: FlowBatch, generator: torch.Generator) -> LossOutput:
+        return training_loss(self.model, batch, self.objective, self._teacher[0], self.projector, generator)
+
+
+class Trainer:
+    """Builds everything from a composed config and runs the loop.
+
+    Args:
+        cfg: the composed config (``model``, ``objective``, ``data``, ``train``, ``logger``, ``run_dir``,
+            ``resume``).
+        mode: ``pretrain`` (``video`` verb, actions ignored) or ``finetune`` (the verb mix).
+        init: checkpoint to initialise the weights from (fine-tuning).
+    """
+
+    def __init__(self, cfg: DictConfig, mode: str, init: str | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.cfg, self.mode, self.init = cfg, mode, init
+        self.tc = TrainConfig.from_dict(OmegaConf.to_container(cfg.train, resolve=True))
+        obj = OmegaConf.to_container(cfg.objective, resolve=True)
+        probs = dict(obj.pop("verb_probs"))
+        total = sum(float(v) for v in probs.values())
+        self.p_video = float(probs.pop("video", 0.0)) / max(total, 1e-12)
+        if mode == "finetune" and not 0.0 <= self.p_video < 1.0:
+            raise ValueError(f"objective.verb_probs.video must leave room for action verbs, got {self.p_video}")
+        self.objective = ObjectiveConfig.from_dict({**obj, "verb_probs": probs})
+        self.verbs = VerbSampler(probs)
+        self.clip_cfg = clip_config(cfg.data)
+        if mode == "pretrain" and not self.clip_cfg.video_only:
+            raise ValueError("pretraining reads frames only: data.video_only must be true")
+        if mode == "finetune" and self.clip_cfg.video_only:
+            raise ValueError("fine-tuning needs actions: data.video_only must be false")
+        self.run_dir = Path(str(cfg.run_dir)).expanduser()
+        self._signal: int | None = None
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _resume_point(self) -> Path | None:
+        resume = self.cfg.get("resume")
+        if resume in (None, "", "none", False):
+            existing = latest_checkpoint(self.run_dir)
+            if existing is not None:
+                raise FileExistsError(f"run_dir={self.run_dir} already holds checkpoints (latest {existing.name}); "
+                                      "pass resume=auto to continue it, or choose another run_dir")
+            return None
+        if str(resume) == "auto":
+            return latest_checkpoint(self.run_dir)
+        return resolve_checkpoint(str(resume))
+
+    def _on_main(self, fn: Any) -> Any:
+        """Run ``fn`` on rank 0 and share its result (or its error) with every rank."""
+        result, error = None, None
+        if self.info.is_main:
+            try:
+                result = fn()
+            except (ValueError, FileNotFoundError, FileExistsError) as exc:
+                error = exc
+        result, error = D.broadcast_object((result, error), self.info)
+        if error is not None:
+            raise error
+        return result
+
+    def _stats(self, resume_meta: dict[str, Any] | None) -> ActionStats | None:
+        if self.clip_cfg.video_only:
+            return None
+        if resume_meta is not None and resume_meta.get("action_stats"):
+            return ActionStats.from_dict(resume_meta["action_stats"])
+        data = self.cfg.data
+
+        def compute() -> dict[str, Any]:
+            dataset = open_rlds(dataset_path(data), data.get("name"), data.get("version"),
+                                strict=bool(data.get("strict", True)))
+            return load_or_compute_stats(dataset, self.run_dir / STATS_FILE,
+                                         max_episodes=data.get("stats_max_episodes")).to_dict()
+
+        return ActionStats.from_dict(self._on_main(compute))
+
+    def _setup(self) -> None:
+        tc, info = self.tc, self.info
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp(self.run_dir)
+        self.resume_from: Path | None = self._on_main(self._resume_point)
+        meta = json.loads((self.resume_from / "meta.json").read_text()) if self.resume_from else None
+        if info.is_main:
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        self.stats = self._stats(meta)
+        self.loader, _ = build_clip_loader(self.cfg.data, tc.batch_size, self.run_dir, stats=self.stats,
+                                           pin_memory=info.device.type == "cuda")
+        model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
+        model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or tc.activation_checkpointing
+        self.model_cfg = ModelConfig.from_dict(model_dict)
+        if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
+                                                                              "checkpointing": False}:
+            raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
+                             f"({meta['model']}); resume with the same model settings")
+        torch.manual_seed(tc.seed)
+        model, projector = build_model(self.model_cfg), Projector(self.model_cfg.hidden)
+        if self.init and self.resume_from is None:
+            report = S.init_from_checkpoint(model, projector, self.init)
+            if info.is_main:
+                print(f"init: {report['loaded']} tensors from {report['checkpoint']} (step {report['step']}); "
+                      f"freshly initialised: {', '.join(report['fresh']) or 'none'}", flush=True)
+        if self.mode == "pretrain":
+            S.freeze_action_layers(model)
+        self.model, self.projector = model.to(info.device), projector.to(info.device)
+        self.ema = EMA(self.model, self.objective.ema_decay, self.objective.ema_warmup)
+        self.sharded = info.distributed and tc.strategy == "fsdp2"
+        if self.sharded:
+            D.shard_fsdp2(self.model, self.model.blocks)
+            D.shard_fsdp2(self.projector, nn.ModuleList())
+            D.shard_fsdp2(self.ema.model, self.ema.model.blocks)
+        net = torch.compile(self.model) if tc.compile else self.model
+        student = self.student_module = _Student(net, self.projector, self.ema.model, self.objective)
+        find_unused = self.mode == "finetune" and self.p_video > 0  # video batches leave the action layers idle
+        self.student = student if self.sharded else D.wrap_ddp(student, info, find_unused)
+        params = [*self.model.parameters(), *self.projector.parameters()]
+        self.params = [p for p in params if p.requires_grad]
+        self.optimizer = S.build_optimizer(self.params, tc, fused=info.device.type == "cuda")
+        self.scheduler = S.build_scheduler(self.optimizer, tc)
+        self.gen = torch.Generator(device=info.device).manual_seed(tc.seed * 1_000_003 + info.rank + 1)
+        self.cpu_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + info.rank + 7)
+        self.kind_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + 5)  # identical on every rank
+        self.step = 0
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+        self.untrained = list(S.ACTION_PREFIXES) if self.mode == "pretrain" else []
+        self.autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
+        verb = "video" if self.clip_cfg.video_only else "dynamics"
+        self.sample_verb = verb
+        self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats)) \
+            if tc.sample_every else None
+
+    def _bf16(self) -> bool:
+        if self.tc.precision == "auto":
+            return self.info.device.type == "cuda"
+        return self.tc.precision == "bf16"
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"train": self.gen, "cpu": self.cpu_gen, "kind": self.kind_gen}
+
+    def _load(self, ckpt: Path) -> None:
+        from safetensors.torch import load_file
+
+        D.load_full_state_dict(self.model, load_file(str(ckpt / "model.safetensors")), self.sharded)
+        D.load_full_state_dict(self.ema.model, load_file(str(ckpt / "ema.safetensors")), self.sharded)
+        D.load_full_state_dict(self.projector, load_file(str(ckpt / "projector.safetensors")), self.sharded)
+        D.load_optimizer_state(self.student_module, self.optimizer, torch.load(ckpt / "optimizer.pt"), self.sharded)
+        state = torch.load(ckpt / "trainer_state.pt")
+        if len(state["ranks"]) != self.info.world_size:
+            raise ValueError(f"resume={ckpt}: written by {len(state['ranks'])} ranks, this run has "
+                             f"{self.info.world_size}; exact resume needs the same number of ranks")
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.ema.num_updates = int(state["ema_updates"])
+        self.step = int(state["step"])
+        mine = state["ranks"][self.info.rank]
+        self.loader.load_state_dict(mine["data"])
+        S.set_rng_state(mine["rng"], self._generators())
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _save(self) -> Path | None:
+        rank_state = {"rng": S.rng_state(self._generators()), "data": self.loader.state_dict()}
+        ranks = D.gather_objects(rank_state, self.info)
+        model = D.full_state_dict(self.model, self.sharded)
+        ema = D.full_state_dict(self.ema.model, self.sharded)
+        projector = D.full_state_dict(self.projector, self.sharded)
+        optim = D.optimizer_state(self.student_module, self.optimizer, self.sharded)
+        path = None
+        if self.info.is_main:
+            meta = {"mode": self.mode, "model": {**asdict(self.model_cfg), "checkpointing": False},
+                    "objective": asdict(self.objective), "p_video": self.p_video,
+                    "action_stats": self.stats.to_dict() if self.stats else None, "untrained": self.untrained,
+                    "world_size": self.info.world_size, "data": {"name": self.cfg.data.get("name"),
+                                                                 "dir": str(self.cfg.data.get("dir"))}}
+            state = {"step": self.step, "scheduler": self.scheduler.state_dict(),
+                     "ema_updates": self.ema.num_updates, "ranks": ranks}
+            contents = CheckpointContents(self.step, model, ema, projector, optim, state, meta,
+                                          OmegaConf.to_yaml(self.cfg, resolve=True))
+            path = write_checkpoint(self.run_dir, contents, self.tc.keep_last)
+        D.barrier(self.info)
+        return path
+
+    # ---------------------------------------------------------------------------------------------- loop
+    def _flow_batch(self, batch: dict[str, torch.Tensor]) -> FlowBatch:
+        dev = self.info.device
+        frames = batch["frames"].to(dev, non_blocking=True)  # (B, K+F, 3, H, W)
+        actions = batch.get("actions")
+        # A video micro-batch has no action tokens (a layout is per batch, not per sample). The coin is shared by
+        # all ranks (same seed): FSDP2 must reduce the same parameters (the action layers get no grad) everywhere.
+        if actions is not None and self.p_video > 0 and float(torch.rand((), generator=self.kind_gen)) < self.p_video:
+            actions = None
+        verbs = self.verbs.sample(frames.shape[0], actions is not None, self.cpu_gen)
+        actions = None if actions is None else actions.to(dev, non_blocking=True)
+        lang = batch["language"].to(dev, non_blocking=True)
+        return FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames,
+                                   self.model_cfg.patch)
+
+    def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        if skip and isinstance(self.student, nn.parallel.DistributedDataParallel):
+            return self.student.no_sync()
+        if self.sharded:
+            for m in (self.model, self.projector):
+                m.set_requires_gradient_sync(not skip)
+        return contextlib.nullcontext()
+
+    def _record_layout(self, batch: dict[str, torch.Tensor]) -> None:
+        ids = D.gather_objects(batch["clip_id"].tolist(), self.info)
+        if self.info.is_main:
+            layout = {"world_size": self.info.world_size, "num_workers": self.loader.num_workers,
+                      "first_batch_clip_ids": ids}
+            (self.run_dir / "data_layout.json").write_text(json.dumps(layout))
+
+    def _sample(self, monitor: Monitor) -> None:
+        if self.val_clip is None or not (self.info.is_main or self.sharded):
+            return
+        with self.autocast:
+            real, fake = generate_sample(self.ema.model, self.val_clip, self.sample_verb, self.tc.sample_steps,
+                                         self.tc.seed, self.info.device)
+        if self.info.is_main:
+            png, mp4 = write_sample(real, fake, self.run_dir, self.step)
+            monitor.log_media(self.step, png, mp4)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._signal = signum
+
+    def run(self) -> TrainResult:
+        """Train to ``train.steps`` (or until SIGTERM/SIGINT, then checkpoint); returns how it ended.
+
+        Raises:
+            NonFiniteLossError: a NaN/inf loss or gradient norm; nothing is saved for that step.
+        """
+        self.info = D.init_distributed(self.tc.device)
+        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if self.tc.num_threads or (self.info.distributed and self.info.device.type == "cpu"):
+                torch.set_num_threads(self.tc.num_threads or max(1, torch.get_num_threads() // self.info.world_size))
+            self._setup()
+            return self._loop()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            D.shutdown()
+
+    def _loop(self) -> TrainResult:
+        tc, info = self.tc, self.info
+        monitor = Monitor(self.run_dir, self.cfg.logger, self.cfg, tc.steps, self.step, info.is_main)
+        if self.resume_from is not None:
+            monitor.write(f"resumed from {self.resume_from} (step {self.step})")
+        last_ckpt: Path | None = self.resume_from
+        data = iter(self.loader)
+        window: dict[str, float] = dict.fromkeys(TERMS, 0.0)
+        n_window, samples, tokens, t0 = 0, 0, 0, time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                lr = self.scheduler.get_last_lr()[0]
+                terms = torch.zeros(len(TERMS), device=info.device)
+                for micro in range(tc.grad_accum):
+                    batch = next(data)
+                    if self.step == 0 and micro == 0:
+                        self._record_layout(batch)
+                    fb = self._flow_batch(batch)
+                    with self._no_sync(micro < tc.grad_accum - 1), self.autocast:
+                        out = self.student(fb, self.gen)
+                        (out.total / tc.grad_accum).backward()
+                    terms += torch.stack([getattr(out, k).detach().float() for k in TERMS]) / tc.grad_accum
+                    samples += fb.generated.shape[0]
+                    tokens += fb.generated.numel()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip or math.inf)
+                if hasattr(grad_norm, "full_tensor"):
+                    grad_norm = grad_norm.full_tensor()
+                values = dict(zip(TERMS, terms.tolist(), strict=True))
+                values["grad_norm"] = float(grad_norm)
+                bad = not (math.isfinite(values["total"]) and math.isfinite(values["grad_norm"]))
+                bad, stop = D.any_flag([bad, self._signal is not None], info)  # one collective per step
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {self.step + 1} (loss {values['total']}, grad norm "
+                        f"{values['grad_norm']}); stopped without saving; last good checkpoint: {last_ckpt}")
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                if self.sharded:  # a root FSDP module keeps its parameters gathered after a forward
+                    self.model.reshard()
+                    self.ema.model.reshard()
+                self.ema.update(self.model)
+                self.step += 1
+                for k in TERMS:
+                    window[k] += values[k]
+                n_window += 1
+                if stop and self._signal is None:
+                    self._signal = signal.SIGTERM  # another rank was signalled
+                if self.step % tc.log_every == 0 or self.step == tc.steps or stop:
+                    dt = max(time.perf_counter() - t0, 1e-9)
+                    row = {f"loss/{k}": v / n_window for k, v in window.items()}
+                    row.update({"lr": lr, "grad_norm": values["grad_norm"],
+                                "samples_per_s": samples * info.world_size / dt,
+                                "tokens_per_s": tokens * info.world_size / dt, "steps_per_s": n_window / dt})
+                    row = D.mean_over_ranks(row, info)
+                    monitor.log(self.step, row)
+                    monitor.step(self.step, {"loss": row["loss/total"], "tok/s": row["tokens_per_s"]})
+                    window, n_window = dict.fromkeys(TERMS, 0.0), 0
+                    samples, tokens, t0 = 0, 0, time.perf_counter()
+                else:
+                    monitor.step(self.step)
+                if tc.sample_every and self.step % tc.sample_every == 0:
+                    self._sample(monitor)
+                if self.step % tc.ckpt_every == 0 or self.step == tc.steps or stop:
+                    last_ckpt = self._save() or last_ckpt
+                if stop:  # agreed by every rank, so all leave the loop at the same step
+                    break
+            if self._signal is not None:
+                monitor.write(f"stopped by signal {signal.Signals(self._signal).name} at step {self.step}; "
+                              f"checkpoint: {last_ckpt}")
+            return TrainResult(self.step, last_ckpt, self._signal)
+        finally:
+            monitor.close()
