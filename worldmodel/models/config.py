@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from worldmodel.config_utils import from_mapping
+
 PREDICTIONS = ("velocity", "x")
 
 
@@ -102,11 +104,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Build from a plain mapping (e.g. an OmegaConf node); unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "model")
 
 
 _RT1 = dict(frame_height=256, frame_width=320, patch=16, context_frames=2, future_frames=4)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from worldmodel.config_utils import from_mapping
 
 TIME_SAMPLERS = ("uniform", "logit_normal")
 
@@ -88,8 +90,4 @@ class ObjectiveConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ObjectiveConfig:
         """Build from a plain mapping (e.g. an OmegaConf node); unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown objective config keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "objective")

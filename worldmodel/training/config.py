@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from worldmodel.config_utils import from_mapping
 
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -89,11 +91,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a plain mapping (e.g. the ``train`` node); unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown train config keys {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(**values)
+        return from_mapping(cls, values, "train")
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` for optimiser step ``step`` (0-based: the factor used by the step-th update)."""
