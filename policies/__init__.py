@@ -1,6 +1,8 @@
 """Policies for the tabletop envs, all with ``reset(seed)`` / ``select_action(obs)``.
 
-``make_policy(name, env=..., **kwargs)`` builds one by name: ``scripted`` (privileged experts), ``random``.
+``make_policy(name, env=..., **kwargs)`` builds one by name: ``scripted`` (privileged experts), ``random``,
+``dit`` (the world model's own policy verb) and ``planner`` (search over the world model's imagined futures); the
+last two take ``checkpoint=PATH``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ def _random(env: Any, **kwargs: Any) -> Policy:
     from policies.random_policy import RandomPolicy
 
     return RandomPolicy(env, **kwargs)
+
+
+@register_policy("dit")
+def _dit(env: Any, **kwargs: Any) -> Policy:
+    from policies.dit import DiTPolicy
+
+    return DiTPolicy(env, **kwargs)
+
+
+@register_policy("planner")
+def _planner(env: Any, **kwargs: Any) -> Policy:
+    from policies.planner import PlannerPolicy
+
+    return PlannerPolicy(env, **kwargs)
 
 
 def available_policies() -> tuple[str, ...]:

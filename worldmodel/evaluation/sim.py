@@ -123,7 +123,8 @@ def _run_job(job: tuple) -> EpisodeResult:
 
 
 def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -> dict[str, Any]:
-    """Per-task and overall success rates with 95 % Wilson intervals (percentages)."""
+    """Per-task and overall success rates with 95 % Wilson intervals (percentages), plus decision latency
+    p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``)."""
     per_task: dict[str, Any] = {}
     for task in dict.fromkeys(r.task for r in results):
         rs = [r for r in results if r.task == task]
@@ -139,11 +140,21 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
                                  for i, name in enumerate(names)},
             "avg_steps": float(np.mean([r.steps for r in rs])),
             "avg_wall_time_s": float(np.mean([r.wall_time_s for r in rs])),
+            **_latency(rs),
         }
     n, k = len(results), sum(r.success for r in results)
     lo, hi = wilson_interval(k, n)
     return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_episodes": n,
-                                              "ci95": [100.0 * lo, 100.0 * hi]}}
+                                              "ci95": [100.0 * lo, 100.0 * hi], **_latency(results)}}
+
+
+def _latency(results: list[EpisodeResult]) -> dict[str, Any]:
+    # Policies that decide with a model report per-decision latencies (ms) in their episode extras.
+    ms = [x for r in results for x in r.extras.get("decision_ms", [])]
+    if not ms:
+        return {}
+    return {"decision_ms_p50": float(np.percentile(ms, 50)), "decision_ms_p95": float(np.percentile(ms, 95)),
+            "n_decisions": len(ms)}
 
 
 def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:

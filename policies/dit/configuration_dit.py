@@ -1,0 +1,44 @@
+"""Configuration of the ``dit`` policy: the world model's own ``policy`` verb, executed without search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DiTPolicyConfig:
+    """Settings of :class:`~policies.dit.DiTPolicy` (``configs/policy/dit.yaml``).
+
+    Attributes:
+        checkpoint: a training checkpoint or run directory (``worldmodel eval sim ... checkpoint=PATH``).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        horizon: actions sampled per decision (None: the model's trained chunk F).
+        execute_steps: actions executed before sampling again (None: the whole chunk).
+        sampling_steps: flow-sampler steps per decision.
+        ema: use the EMA weights.
+        num_threads: torch CPU threads (0: leave torch's setting).
+    """
+
+    checkpoint: str | None = None
+    device: str = "auto"
+    horizon: int | None = None
+    execute_steps: int | None = None
+    sampling_steps: int = 8
+    ema: bool = True
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"policy.device must be one of {DEVICES}, got {self.device!r}")
+        for name in ("horizon", "execute_steps"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"policy.{name} must be >= 1 or null, got {value}")
+        if self.horizon is not None and self.execute_steps is not None and self.execute_steps > self.horizon:
+            raise ValueError(f"policy.execute_steps must be in [1, horizon={self.horizon}], got {self.execute_steps}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"policy.sampling_steps must be >= 1, got {self.sampling_steps}")
+        if self.num_threads < 0:
+            raise ValueError(f"policy.num_threads must be >= 0, got {self.num_threads}")

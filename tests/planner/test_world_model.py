@@ -1,0 +1,113 @@
+"""``WorldModel`` verbs, the checkpoint round trip, the progress head and its loss, planning with a real network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel import WorldModel
+from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
+from worldmodel.objectives.progress import progress_loss
+from worldmodel.planner import METHODS, Planner, PlannerConfig
+from worldmodel.world_model import ACTION_HIGH, ACTION_LOW
+
+
+def test_verbs_shapes_units_and_seeding(tiny_world_model, frames, language):
+    wm = tiny_world_model
+    prop = wm.propose(frames, language, n=3, steps=2, horizon=3)  # 3 > F = 2: two chunks
+    assert prop.actions.shape == (3, 3, 7) and prop.actions.dtype == np.float32
+    assert prop.frames.shape == (3, 3, 48, 60, 3) and prop.frames.dtype == np.uint8
+    assert np.all(prop.actions >= ACTION_LOW) and np.all(prop.actions <= ACTION_HIGH)
+    lo, hi = wm.stats.bounds()  # policy samples are clamped to [-1, 1] in model space: inside [q01, q99]
+    assert np.all(prop.actions[..., :6] >= lo - 1e-6) and np.all(prop.actions[..., :6] <= hi + 1e-6)
+    assert np.unique(prop.actions[..., 0]).size > 1  # candidates differ
+    wm.seed(3)
+    a = wm.imagine(frames, language, prop.actions, steps=2)
+    wm.seed(3)
+    b = wm.imagine(frames, language, prop.actions, steps=2)
+    assert a.shape == (3, 3, 48, 60, 3) and np.array_equal(a, b)
+    gen = torch.Generator().manual_seed(3)
+    assert np.array_equal(wm.imagine(frames, language, prop.actions, steps=2, generator=gen), a)
+    assert wm.imagine(frames, language, prop.actions[0], steps=2).shape == (3, 48, 60, 3)
+    p = wm.progress(prop.frames[0], language)
+    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    assert wm.progress(prop.frames, language).shape == (3, 3)
+    feats = wm.features(frames)
+    assert feats.shape == (2, wm.cfg.hidden) and not np.allclose(feats[0], feats[1])
+    batched = wm.propose(np.stack([frames, frames]), np.stack([language, language]), n=2, steps=1)
+    assert batched.actions.shape == (2, 2, 2, 7) and batched.frames.shape == (2, 2, 2, 48, 60, 3)
+
+
+def test_dynamics_depends_on_the_actions(tiny_world_model, frames, language):
+    acts = np.zeros((2, 2, 7), np.float32)
+    acts[1, :, 0] = 0.05
+    out = tiny_world_model.imagine(frames, language, acts, steps=2, generator=torch.Generator().manual_seed(0))
+    same_noise = tiny_world_model.imagine(frames, language, acts[[0, 0]], steps=2,
+                                          generator=torch.Generator().manual_seed(0))
+    assert not np.array_equal(out[0], out[1])
+    assert np.array_equal(out[0], same_noise[0])
+
+
+def test_checkpoint_round_trip(tmp_path, frames, language, write_tiny_checkpoint):
+    path = write_tiny_checkpoint(tmp_path / "run")
+    loaded = WorldModel.from_checkpoint(tmp_path / "run", device="cpu")  # a run directory: its latest checkpoint
+    direct = WorldModel.random("tiny", seed=0)
+    for (k, v), (k2, v2) in zip(loaded.model.state_dict().items(), direct.model.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2), k
+    assert loaded.has_progress and loaded.stats.to_dict() == direct.stats.to_dict()
+    assert loaded.config.model.hidden == direct.cfg.hidden
+    for wm in (loaded, direct):
+        wm.seed(1)
+    a, b = loaded.propose(frames, language, n=2, steps=2), direct.propose(frames, language, n=2, steps=2)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(loaded.progress(frames, language), direct.progress(frames, language))
+    bare = WorldModel.from_checkpoint(write_tiny_checkpoint(tmp_path / "bare", with_head=False))
+    assert not bare.has_progress
+    with pytest.raises(RuntimeError, match="no progress head"):
+        bare.progress(frames, language)
+    with pytest.raises(FileNotFoundError):
+        WorldModel.from_checkpoint(tmp_path / "nowhere")
+    assert path.name == "step_00000007"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_plan_returns_documented_shapes_in_rt1_units(tiny_world_model, frames, language, method):
+    cfg = PlannerConfig(method=method, num_candidates=6, horizon=3, sampling_steps=2, iterations=1, elites=2,
+                        goal_weight=0.5)
+    result = Planner(tiny_world_model, cfg).plan(frames, language, goal_frame=frames[-1])
+    assert result.actions.shape == (3, 7) and result.actions.dtype == np.float32
+    assert np.all(result.actions >= ACTION_LOW) and np.all(result.actions <= ACTION_HIGH)
+    assert result.imagined_frames.shape == (3, 48, 60, 3) and result.imagined_frames.dtype == np.uint8
+    assert result.scores.shape == (6,) and np.all(np.isfinite(result.scores))
+    assert result.score == pytest.approx(result.scores.max())
+    assert all(result.timing[k] > 0 for k in ("propose_ms", "imagine_ms", "score_ms", "total_ms"))
+
+
+def test_progress_head_learns_from_the_loss():
+    """Frames whose brightness grows with progress: the head, reading the frozen network, must learn it."""
+    model = WorldModel.random("tiny", seed=0).model
+    torch.manual_seed(0)
+    head = ProgressHead(ProgressHeadConfig.for_model(model))
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def batch(b: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        start = torch.rand(b, 1, generator=gen) * 0.7
+        prog = start + 0.1 * torch.arange(3)[None]  # (B, K + F = 3)
+        noise = 0.1 * torch.randn(b, 3, 3, 32, 40, generator=gen)
+        frames = (2 * prog[..., None, None, None] - 1 + noise).clamp(-1, 1)
+        return frames, torch.zeros(b, 512), prog[:, 1:]  # targets for the F = 2 future frames
+
+    frames, lang, target = batch(64)
+    first = progress_loss(model, head, frames, lang, target)
+    for _ in range(150):
+        f, lg, t = batch()
+        out = progress_loss(model, head, f, lg, t)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    last = progress_loss(model, head, frames, lang, target)
+    # predicting the mean target would give MAE ~0.2 (targets spread over [0.1, 0.9])
+    assert last.mae < 0.07 and first.mae > 0.1, (first.mae, last.mae)
+    assert not any(p.grad is not None for p in model.parameters())  # the trunk is read, not trained

@@ -1,0 +1,84 @@
+"""The model-backed policies (``dit``, ``planner``) in the env, with a randomly initialised ``tiny`` world model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from policies import available_policies, make_policy
+from policies.planner import PlannerPolicyConfig
+from worldmodel import WorldModel
+
+SMALL = {
+    "dit": dict(sampling_steps=2, execute_steps=1),
+    "planner": dict(num_candidates=4, horizon=2, sampling_steps=2, execute_steps=2),
+    "planner-cem": dict(method="cem", num_candidates=4, elites=2, iterations=1, horizon=2, sampling_steps=1,
+                        execute_steps=1),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world_model() -> WorldModel:
+    return WorldModel.random("tiny", seed=0)
+
+
+def run_steps(policy, task: str, seed: int, steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    env = envs.make(task, image_size=(48, 60))
+    obs, _ = env.reset(seed=seed)
+    policy.reset(seed=seed)
+    actions, video = [], []
+    for _ in range(steps):
+        video.append(policy.video_frame(obs))
+        action = policy.select_action(obs)
+        assert action.shape == (7,) and action.dtype == np.float32 and env.action_space.contains(action)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    env.close()
+    return actions, video
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_model_policies_act_in_the_env(world_model, name):
+    kind = name.split("-")[0]
+    policy = make_policy(kind, env=None, world_model=world_model, **SMALL[name])
+    actions, video = run_steps(policy, "PickCan", seed=4, steps=4)
+    assert all(f.shape == (48, 120, 3) and f.dtype == np.uint8 for f in video)
+    assert not video[0][:, 60:].any()  # nothing imagined before the first decision
+    assert any(v[:, 60:].any() for v in video[1:])  # then the imagined frame for that moment
+    stats = policy.episode_stats()
+    execute = SMALL[name]["execute_steps"]
+    assert stats["decisions"] == -(-4 // execute) == len(stats["decision_ms"])
+    assert 0 < stats["decision_ms_p50"] <= stats["decision_ms_p95"]
+    if kind == "planner":
+        assert set(stats["plan_ms_mean"]) == {"propose_ms", "imagine_ms", "score_ms", "total_ms"}
+    again, _ = run_steps(policy, "PickCan", seed=4, steps=4)  # reset(seed) makes episodes repeatable
+    np.testing.assert_array_equal(np.stack(actions), np.stack(again))
+
+
+def test_registry_and_configs():
+    assert {"dit", "planner", "scripted", "random"} <= set(available_policies())
+    with pytest.raises(ValueError, match="policy.checkpoint is required"):
+        make_policy("planner", env=None)
+    with pytest.raises(ValueError, match="policy.checkpoint is required"):
+        make_policy("dit", env=None)
+    with pytest.raises(ValueError, match="unknown dit policy keys"):
+        make_policy("dit", env=None, checkpoint="x", method="cem")
+    with pytest.raises(ValueError, match="unknown planner policy keys"):
+        PlannerPolicyConfig.from_flat({"bogus": 1})
+    with pytest.raises(ValueError, match="planner.method"):
+        PlannerPolicyConfig.from_flat({"method": "astar"})
+    cfg = PlannerPolicyConfig.from_flat({"checkpoint": "x", "method": "mppi", "num_candidates": 8})
+    assert cfg.planner.method == "mppi" and cfg.planner.num_candidates == 8
+    assert PlannerPolicyConfig.from_flat(cfg.to_flat()) == cfg

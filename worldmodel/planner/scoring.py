@@ -1,0 +1,92 @@
+"""The world model as the planner sees it: propose / imagine / cost callables over a :class:`WorldModel`.
+
+Candidates stay in model space between calls (frames (n, T, 3, h, w) in [-1, 1]); actions are in RT-1 units (the
+planner's Gaussian lives there, with a per-dim scale from the action statistics) and are normalised only to
+enter the network. The cost of a candidate (lower is better; ``PlanResult.scores = -cost``) is
+
+    cost = - w_progress · progress(last imagined frame | context + imagined clip, instruction)
+           + w_goal     · (1 - cos(features(last imagined frame), features(goal frame)))    [with a goal frame]
+           + w_smooth   · mean_t |a_{t+1} - a_t|^2                                           [normalised actions]
+
+Progress comes from the model's progress head, features from its own hidden states: no external encoder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmodel.planner.config import PlannerConfig
+from worldmodel.planner.planner import PlanContext, PlanFns
+
+
+def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
+    """Build the planner's callables from a :class:`worldmodel.WorldModel` and the config's score weights.
+
+    A progress weight without a progress head in the model is dropped with a warning (the remaining terms
+    score the candidates; with none left, best-of-N executes the policy's first proposal).
+
+    Args:
+        world_model: the world model.
+        config: supplies ``progress_weight``, ``goal_weight`` and ``smoothness_weight``.
+
+    Returns:
+        :class:`PlanFns` whose ``plan`` inputs are frames (K', H, W, 3) uint8, language (512,) and an optional
+        goal frame (H, W, 3) uint8, and whose ``imagined_frames`` are (T, H, W, 3) uint8 at the input size.
+    """
+    wm = world_model
+    w_progress, w_goal, w_smooth = config.progress_weight, config.goal_weight, config.smoothness_weight
+    if w_progress > 0 and not wm.has_progress:
+        warnings.warn("planner: the world model has no progress head; scoring without the progress term",
+                      stacklevel=2)
+        w_progress = 0.0
+
+    def prepare(frames: Any, language: Any, goal_frame: Any) -> PlanContext:
+        arr = np.asarray(frames)
+        if arr.ndim != 4:
+            raise ValueError(f"plan: frames must be (K, H, W, 3) uint8, got shape {arr.shape}")
+        lang = wm.embed_language(language, 1)  # (1, lang_dim)
+        goal = None
+        if goal_frame is not None and w_goal > 0:
+            goal = wm.features_model(wm.encode_frames(np.asarray(goal_frame))[None], lang)  # (1, D)
+        return PlanContext(wm.context(arr), lang, goal, cache={"size": arr.shape[1:3]})
+
+    def expand(ctx: PlanContext, n: int) -> tuple[Tensor, Tensor]:
+        return ctx.frames.expand(n, -1, -1, -1, -1), ctx.language.expand(n, -1)
+
+    def propose(ctx: PlanContext, n: int, horizon: int, steps: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        actions, frames = wm.rollout_model(*expand(ctx, n), horizon, steps, gen)
+        return wm.unnormalize(actions), frames  # (n, T, 7) RT-1 units, (n, T, 3, h, w)
+
+    def imagine(ctx: PlanContext, actions: Tensor, steps: int, gen: torch.Generator) -> Tensor:
+        n, horizon = actions.shape[:2]
+        return wm.rollout_model(*expand(ctx, n), horizon, steps, gen, wm.normalize(actions))[1]
+
+    def cost(ctx: PlanContext, frames: Tensor, actions: Tensor) -> Tensor:
+        n = frames.shape[0]
+        total = torch.zeros(n, device=frames.device)
+        context, lang = expand(ctx, n)
+        if w_progress > 0:
+            total -= w_progress * wm.progress_model(torch.cat([context, frames], dim=1), lang)[:, -1]
+        if ctx.goal is not None:
+            feats = wm.features_model(frames[:, -1], lang)  # (n, D)
+            total += w_goal * (1 - F.cosine_similarity(feats, ctx.goal, dim=-1))
+        if w_smooth > 0 and actions.shape[1] > 1:
+            norm = wm.normalize(actions)
+            total += w_smooth * (norm.diff(dim=1) ** 2).sum(-1).mean(-1)
+        return total
+
+    def render(ctx: PlanContext, frames: Tensor) -> np.ndarray:
+        return wm.decode_frames(frames, ctx.cache["size"])  # (T, H, W, 3) uint8
+
+    scale = np.ones(7, np.float32)
+    if wm.stats is not None:
+        lo, hi = wm.stats.bounds()
+        scale[:6] = (hi - lo) / 2
+    return PlanFns(propose, imagine, cost, torch.as_tensor(wm.action_low), torch.as_tensor(wm.action_high),
+                   torch.as_tensor(scale), prepare, render, wm.device)
