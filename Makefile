@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --overwrite
 
 test: setup
 	$(PY) -m pytest -q -n 2 tests
