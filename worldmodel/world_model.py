@@ -36,7 +36,7 @@ from worldmodel.objectives.sampling import GenerationContext, generate
 # The env's action bounds (envs.tabletop.ACTION_LOW/HIGH), repeated so that the model needs no MuJoCo.
 ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
 ACTION_HIGH = -ACTION_LOW
-PROGRESS_FILE = "progress.safetensors"
+PROGRESS_FILE = "progress.safetensors"  # = worldmodel.training.checkpoint.PROGRESS_FILE (the trainer writes it)
 
 
 @dataclass
@@ -98,17 +98,10 @@ class WorldModel:
             ema: use the EMA weights (recommended) instead of the raw student weights.
             seed: seed of the default generator.
         """
-        from safetensors.torch import load_file
-
         from worldmodel.training import load_checkpoint
 
-        loaded = load_checkpoint(path, ema=ema, device=device)
-        head = None
-        head_cfg = loaded.meta.get("progress_head")
-        if head_cfg and (loaded.path / PROGRESS_FILE).is_file():
-            head = ProgressHead(ProgressHeadConfig(**head_cfg))
-            head.load_state_dict(load_file(str(loaded.path / PROGRESS_FILE), device=str(device)), strict=True)
-        return cls(loaded.model, loaded.action_stats, loaded.config, head, seed=seed).to(device)
+        loaded = load_checkpoint(path, ema=ema, device=device)  # loads the head when both files are present
+        return cls(loaded.model, loaded.action_stats, loaded.config, loaded.progress_head, seed=seed).to(device)
 
     @classmethod
     def random(cls, preset: str = "tiny", seed: int = 0, stats: ActionStats | None = None,

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from tests.training.conftest import losses, run_cli
 from worldmodel.objectives import GenerationContext, generate
 from worldmodel.training import list_checkpoints, load_checkpoint
+from worldmodel.training.checkpoint import PROGRESS_FILE
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,8 @@ def test_pretrain_writes_run_dir(pretrained) -> None:
     meta = json.loads((ckpts[-1] / "meta.json").read_text())
     assert meta["mode"] == "pretrain" and meta["action_stats"] is None and meta["model"]["name"] == "tiny"
     assert meta["untrained"] == ["action_embed.", "action_head."]
+    assert "progress_head" not in meta and not (ckpts[-1] / PROGRESS_FILE).exists()  # no head in pretraining
+    assert load_checkpoint(pretrained).progress_head is None
     assert (pretrained / "samples" / "step_00000008.png").is_file()
     # the action layers are never trained in video pretraining
     first, last = (load_file(str(c / "model.safetensors")) for c in ckpts)
@@ -44,11 +47,15 @@ def test_finetune_from_pretrain_then_load(pretrained, common, tmp_path, capsys) 
     assert row["step"] == 8 and row["loss/flow_actions"] > 0
     for key in ("loss/rep", "lr", "grad_norm", "samples_per_s", "tokens_per_s"):
         assert key in row
+    assert any("loss/progress" in json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
 
     loaded = load_checkpoint(run)
     assert loaded.step == 8 and loaded.model.cfg.name == "tiny" and not loaded.model.training
     assert loaded.action_stats is not None and len(loaded.action_stats.q01) == 7
     assert loaded.config.train.steps == 8 and loaded.meta["mode"] == "finetune"
+    # the progress head starts fresh (the pretraining checkpoint has none) and is saved
+    assert loaded.progress_head is not None and (loaded.path / PROGRESS_FILE).is_file()
+    assert loaded.meta["progress_head"] == loaded.progress_head.config.to_dict()
     ema = load_file(str(loaded.path / "ema.safetensors"))
     assert all(torch.equal(v, ema[k]) for k, v in loaded.model.state_dict().items())
     raw = load_checkpoint(loaded.path, ema=False)

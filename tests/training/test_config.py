@@ -15,7 +15,7 @@ from worldmodel.training import TrainConfig
 @pytest.mark.parametrize(("field", "value", "allowed"), [
     ("steps", 0, ">= 1"), ("batch_size", -1, ">= 1"), ("lr", 0.0, "> 0"), ("beta2", 1.0, "[0, 1)"),
     ("schedule", "linear", "one of"), ("precision", "fp16", "one of"), ("strategy", "fsdp", "one of"),
-    ("min_lr_ratio", 2.0, "[0, 1]"),
+    ("min_lr_ratio", 2.0, "[0, 1]"), ("progress_weight", -1.0, ">= 0"), ("progress_weight", float("nan"), ">= 0"),
 ])
 def test_train_config_names_field_and_range(field: str, value: object, allowed: str) -> None:
     with pytest.raises(ValueError, match=rf"train\.{field}.*{re.escape(allowed)}"):

@@ -35,5 +35,9 @@ def test_two_ranks_on_cpu(strategy: str, common, tmp_path) -> None:
     state = torch.load(latest_checkpoint(run) / "trainer_state.pt")
     positions = [r["data"]["positions"] for r in state["ranks"]]
     assert positions == [{"0": [0, 16]}, {"1": [0, 16]}]  # each rank consumed 4 steps x 4 clips of its shard
-    assert load_checkpoint(run).meta["world_size"] == 2
+    loaded = load_checkpoint(run)
+    assert loaded.meta["world_size"] == 2
+    assert loaded.progress_head is not None  # the head is trained (gradients synced) and gathered into the checkpoint
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("progress/mae" in r for r in rows)
     assert (run / "samples" / "step_00000004.png").is_file()

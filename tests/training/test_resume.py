@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.training.conftest import cli_command, losses, run_cli, subprocess_env
 from worldmodel.training import latest_checkpoint, list_checkpoints
-from worldmodel.training.checkpoint import CheckpointContents, write_checkpoint
+from worldmodel.training.checkpoint import PROGRESS_FILE, CheckpointContents, write_checkpoint
 
 STEPS = 16
 # Fine-tuning (verb mix incl. video micro-batches, Self-Flow, EMA, warm-up) exercises every RNG stream.
@@ -66,6 +67,9 @@ def test_sigkill_then_resume_gives_identical_losses(common, tmp_path) -> None:
     assert resumed == reference  # bit-identical per-step losses
     a, b = (torch.load(latest_checkpoint(r) / "trainer_state.pt") for r in (killed, full))
     assert a["ranks"][0]["data"] == b["ranks"][0]["data"]  # same data-stream position at the end
+    # the progress head (trained from the EMA model's features) resumes exactly too
+    ha, hb = (load_file(str(latest_checkpoint(r) / PROGRESS_FILE)) for r in (killed, full))
+    assert ha.keys() == hb.keys() and all(torch.equal(ha[k], hb[k]) for k in ha)
 
 
 def test_sigterm_saves_checkpoint_and_exits(common, tmp_path) -> None:

@@ -5,11 +5,14 @@ Layout of one checkpoint (``step_00001000/``)::
     model.safetensors      student weights (fp32, unsharded)
     ema.safetensors        EMA weights: the Self-Flow teacher and the weights to evaluate / plan with
     projector.safetensors  Self-Flow projector (student side)
+    progress.safetensors   progress head (fine-tuning with ``train.progress_weight > 0`` only; its shape is
+                           ``meta["progress_head"]``)
     optimizer.pt           AdamW state (unsharded)
     trainer_state.pt       step, LR scheduler, EMA update count, and per rank: RNG states (python, numpy, torch,
                            CUDA, the training generator) and the data-stream position
     config.yaml            the resolved run config
-    meta.json              step, mode, model config, action statistics, world size (written last)
+    meta.json              step, mode, model config, action statistics, world size, progress head config
+                           (written last)
 
 A checkpoint is written into ``.tmp-step_…`` and renamed into place, so ``step_*`` directories are always
 complete; ``resume=auto`` only considers those (and checks their files), never a temp directory.
@@ -32,10 +35,12 @@ from safetensors.torch import load_file, save_file
 
 from worldmodel.data.stats import ActionStats
 from worldmodel.models import ModelConfig, VideoActionDiT, build_model
+from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 
 CHECKPOINTS = "checkpoints"
 TMP_PREFIX = ".tmp-"
 META = "meta.json"
+PROGRESS_FILE = "progress.safetensors"  # optional: only fine-tuning checkpoints with a progress head have it
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "ema.safetensors", "projector.safetensors", "optimizer.pt", "trainer_state.pt",
          "config.yaml", META)
@@ -108,6 +113,7 @@ class CheckpointContents:
         trainer_state: scheduler, EMA count, per-rank RNG and data states.
         meta: JSON-able metadata (``step`` is added).
         config_yaml: the resolved run config.
+        progress_head: progress head state dict (written as ``progress.safetensors``), or None.
     """
 
     step: int
@@ -118,6 +124,7 @@ class CheckpointContents:
     trainer_state: dict[str, Any]
     meta: dict[str, Any]
     config_yaml: str
+    progress_head: dict[str, torch.Tensor] | None = None
 
 
 def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -154,12 +161,16 @@ def write_checkpoint(run_dir: str | Path, contents: CheckpointContents, keep_las
     _save_tensors(contents.model, tmp / "model.safetensors")
     _save_tensors(contents.ema, tmp / "ema.safetensors")
     _save_tensors(contents.projector, tmp / "projector.safetensors")
+    written = list(FILES)
+    if contents.progress_head is not None:
+        _save_tensors(contents.progress_head, tmp / PROGRESS_FILE)
+        written.append(PROGRESS_FILE)
     torch.save(contents.optimizer, tmp / "optimizer.pt")
     torch.save(contents.trainer_state, tmp / "trainer_state.pt")
     (tmp / "config.yaml").write_text(contents.config_yaml)
     meta = {"format": FORMAT_VERSION, **contents.meta, "step": contents.step}
     (tmp / META).write_text(json.dumps(meta, indent=2))  # last: its presence marks the files as written
-    for f in FILES:
+    for f in written:
         _fsync(tmp / f)
     if before_rename is not None:
         before_rename(tmp)
@@ -195,6 +206,8 @@ class LoadedCheckpoint:
         step: optimiser steps the weights were trained for.
         path: the checkpoint directory.
         meta: the checkpoint's ``meta.json``.
+        progress_head: the trained progress head in eval mode, or None when the checkpoint has none (pretraining,
+            ``train.progress_weight=0``).
     """
 
     model: VideoActionDiT
@@ -203,6 +216,7 @@ class LoadedCheckpoint:
     step: int
     path: Path
     meta: dict[str, Any]
+    progress_head: ProgressHead | None = None
 
     @property
     def model_config(self) -> ModelConfig:
@@ -232,4 +246,18 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
     model.load_state_dict(state, strict=True, assign=True)
     stats = ActionStats.from_dict(meta["action_stats"]) if meta.get("action_stats") else None
     config = OmegaConf.create((ckpt / "config.yaml").read_text())
-    return LoadedCheckpoint(model.eval().requires_grad_(False), config, stats, int(meta["step"]), ckpt, meta)
+    head = load_progress_head(ckpt, meta, device)
+    if head is not None:
+        head.eval().requires_grad_(False)
+    return LoadedCheckpoint(model.eval().requires_grad_(False), config, stats, int(meta["step"]), ckpt, meta, head)
+
+
+def load_progress_head(ckpt: Path, meta: dict[str, Any], device: str | torch.device = "cpu") -> ProgressHead | None:
+    """The progress head of a checkpoint directory: built from ``meta["progress_head"]`` and loaded (strictly)
+    from ``progress.safetensors``; None unless both are present."""
+    head_cfg = meta.get("progress_head")
+    if not head_cfg or not (ckpt / PROGRESS_FILE).is_file():
+        return None
+    head = ProgressHead(ProgressHeadConfig(**head_cfg))
+    head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE), device=str(device)), strict=True)
+    return head.to(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,9 @@ class TrainConfig:
         keep_last: checkpoints kept in ``run_dir/checkpoints`` (older ones are deleted).
         num_threads: torch CPU threads per rank (0: torch's default, split between local ranks).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        progress_weight: weight of the progress-head loss added to the objective when fine-tuning (the head
+            reads the EMA model's features of the clean clip; 0: no head is trained or saved). Ignored in
+            pretraining.
     """
 
     steps: int = 1000
@@ -65,6 +69,7 @@ class TrainConfig:
     keep_last: int = 3
     num_threads: int = 0
     device: str = "auto"
+    progress_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "sample_steps", "ckpt_every", "keep_last"):
@@ -81,6 +86,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (math.isfinite(self.progress_weight) and self.progress_weight >= 0):
+            raise ValueError(f"train.progress_weight must be a finite number >= 0, got {self.progress_weight}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name, allowed in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("strategy", STRATEGIES),
@@ -95,8 +102,6 @@ class TrainConfig:
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` for optimiser step ``step`` (0-based: the factor used by the step-th update)."""
-        import math
-
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
         if self.schedule == "constant":

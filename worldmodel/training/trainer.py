@@ -19,10 +19,13 @@ from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config,
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 from worldmodel.models import ModelConfig, Projector, VerbSampler, build_model
+from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 from worldmodel.objectives import EMA, FlowBatch, LossOutput, ObjectiveConfig, training_loss
+from worldmodel.objectives.progress import ProgressLossOutput, progress_loss
 from worldmodel.training import distributed as D
 from worldmodel.training import state as S
 from worldmodel.training.checkpoint import (
+    PROGRESS_FILE,
     CheckpointContents,
     latest_checkpoint,
     remove_stale_temp,
@@ -35,6 +38,11 @@ from worldmodel.training.samples import generate_sample, validation_clip, write_
 
 MODES = ("pretrain", "finetune")
 TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions")
+# Progress-head terms (fine-tuning, micro-batches with actions only) -> metrics keys.
+PROGRESS_TERMS = {"total": "loss/progress", "mse": "progress/mse", "mae": "progress/mae"}
+
+# (frames (B, K+F, 3, H, W) clean in [-1, 1], language (B, lang_dim), progress targets (B, F))
+ProgressInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,15 +65,25 @@ class TrainResult:
 
 
 class _Student(nn.Module):
-    """Model + projector as one module, so that DDP sees every trained parameter in a single forward."""
+    """Model + projector (+ progress head) as one module, so that DDP sees every trained parameter in a single
+    forward."""
 
-    def __init__(self, model: nn.Module, projector: nn.Module, teacher: nn.Module, objective: ObjectiveConfig):
+    def __init__(self, model: nn.Module, projector: nn.Module, teacher: nn.Module, objective: ObjectiveConfig,
+                 progress_head: ProgressHead | None = None):
         super().__init__()
         self.model, self.projector, self.objective = model, projector, objective
+        self.progress_head = progress_head
         self._teacher = [teacher]  # a list keeps the EMA copy out of the module tree (not trained, not synced)
 
-    def forward(self, batch: FlowBatch, generator: torch.Generator) -> LossOutput:
-        return training_loss(self.model, batch, self.objective, self._teacher[0], self.projector, generator)
+    def forward(self, batch: FlowBatch, generator: torch.Generator,
+                progress: ProgressInputs | None = None) -> tuple[LossOutput, ProgressLossOutput | None]:
+        """The flow objective and, given ``progress`` inputs and a head, the progress loss (the head reads the
+        EMA model's features of the clean clip under ``no_grad``: only the head learns from it)."""
+        out = training_loss(self.model, batch, self.objective, self._teacher[0], self.projector, generator)
+        if progress is None or self.progress_head is None:
+            return out, None
+        frames, lang, target = progress
+        return out, progress_loss(self._teacher[0], self.progress_head, frames, lang, target)
 
 
 class Trainer:
@@ -169,17 +187,22 @@ class Trainer:
         if self.mode == "pretrain":
             S.freeze_action_layers(model)
         self.model, self.projector = model.to(info.device), projector.to(info.device)
+        self.head = self._progress_head(model, meta)
         self.ema = EMA(self.model, self.objective.ema_decay, self.objective.ema_warmup)
         self.sharded = info.distributed and tc.strategy == "fsdp2"
         if self.sharded:
             D.shard_fsdp2(self.model, self.model.blocks)
             D.shard_fsdp2(self.projector, nn.ModuleList())
             D.shard_fsdp2(self.ema.model, self.ema.model.blocks)
+            if self.head is not None:
+                D.shard_fsdp2(self.head, nn.ModuleList())
         net = torch.compile(self.model) if tc.compile else self.model
-        student = self.student_module = _Student(net, self.projector, self.ema.model, self.objective)
-        find_unused = self.mode == "finetune" and self.p_video > 0  # video batches leave the action layers idle
+        student = self.student_module = _Student(net, self.projector, self.ema.model, self.objective, self.head)
+        # video batches leave the action layers and the progress head idle
+        find_unused = self.mode == "finetune" and self.p_video > 0
         self.student = student if self.sharded else D.wrap_ddp(student, info, find_unused)
-        params = [*self.model.parameters(), *self.projector.parameters()]
+        params = [*self.model.parameters(), *self.projector.parameters(),
+                  *(self.head.parameters() if self.head is not None else ())]
         self.params = [p for p in params if p.requires_grad]
         self.optimizer = S.build_optimizer(self.params, tc, fused=info.device.type == "cuda")
         self.scheduler = S.build_scheduler(self.optimizer, tc)
@@ -196,6 +219,37 @@ class Trainer:
         self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats)) \
             if tc.sample_every else None
 
+    def _progress_head(self, model: nn.Module, resume_meta: dict[str, Any] | None) -> ProgressHead | None:
+        """The progress head to train (fine-tuning with ``train.progress_weight > 0``; else None), on the device.
+
+        Built with :meth:`ProgressHeadConfig.for_model` (or the resumed checkpoint's shape; its weights are loaded
+        in :meth:`_load`); with ``init=`` a checkpoint that has a head of the same shape initialises it.
+        """
+        if self.mode != "finetune" or self.tc.progress_weight == 0:
+            if resume_meta is not None and resume_meta.get("progress_head"):
+                raise ValueError(f"resume={self.resume_from}: the checkpoint trains a progress head; resume it "
+                                 "with train.progress_weight > 0")
+            return None
+        if resume_meta is not None:
+            if not resume_meta.get("progress_head"):
+                raise ValueError(f"resume={self.resume_from}: the checkpoint has no progress head but "
+                                 f"train.progress_weight={self.tc.progress_weight}; resume with "
+                                 "train.progress_weight=0, or start a new run with init=<that checkpoint>")
+            config = ProgressHeadConfig(**resume_meta["progress_head"])
+        else:
+            config = ProgressHeadConfig.for_model(model)
+        head = ProgressHead(config)
+        if self.init and resume_meta is None:
+            ckpt = resolve_checkpoint(self.init)
+            init_meta = json.loads((ckpt / "meta.json").read_text())
+            if init_meta.get("progress_head") == config.to_dict() and (ckpt / PROGRESS_FILE).is_file():
+                from safetensors.torch import load_file
+
+                head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE)), strict=True)
+                if self.info.is_main:
+                    print(f"init: progress head from {ckpt}", flush=True)
+        return head.to(self.info.device)
+
     def _bf16(self) -> bool:
         if self.tc.precision == "auto":
             return self.info.device.type == "cuda"
@@ -210,6 +264,10 @@ class Trainer:
         D.load_full_state_dict(self.model, load_file(str(ckpt / "model.safetensors")), self.sharded)
         D.load_full_state_dict(self.ema.model, load_file(str(ckpt / "ema.safetensors")), self.sharded)
         D.load_full_state_dict(self.projector, load_file(str(ckpt / "projector.safetensors")), self.sharded)
+        if self.head is not None:
+            if not (ckpt / PROGRESS_FILE).is_file():
+                raise ValueError(f"resume={ckpt}: meta.json names a progress head but {PROGRESS_FILE} is missing")
+            D.load_full_state_dict(self.head, load_file(str(ckpt / PROGRESS_FILE)), self.sharded)
         D.load_optimizer_state(self.student_module, self.optimizer, torch.load(ckpt / "optimizer.pt"), self.sharded)
         state = torch.load(ckpt / "trainer_state.pt")
         if len(state["ranks"]) != self.info.world_size:
@@ -229,6 +287,7 @@ class Trainer:
         model = D.full_state_dict(self.model, self.sharded)
         ema = D.full_state_dict(self.ema.model, self.sharded)
         projector = D.full_state_dict(self.projector, self.sharded)
+        head = D.full_state_dict(self.head, self.sharded) if self.head is not None else None
         optim = D.optimizer_state(self.student_module, self.optimizer, self.sharded)
         path = None
         if self.info.is_main:
@@ -237,16 +296,20 @@ class Trainer:
                     "action_stats": self.stats.to_dict() if self.stats else None, "untrained": self.untrained,
                     "world_size": self.info.world_size, "data": {"name": self.cfg.data.get("name"),
                                                                  "dir": str(self.cfg.data.get("dir"))}}
+            if self.head is not None:
+                meta["progress_head"] = self.head.config.to_dict()
             state = {"step": self.step, "scheduler": self.scheduler.state_dict(),
                      "ema_updates": self.ema.num_updates, "ranks": ranks}
             contents = CheckpointContents(self.step, model, ema, projector, optim, state, meta,
-                                          OmegaConf.to_yaml(self.cfg, resolve=True))
+                                          OmegaConf.to_yaml(self.cfg, resolve=True), head)
             path = write_checkpoint(self.run_dir, contents, self.tc.keep_last)
         D.barrier(self.info)
         return path
 
     # ---------------------------------------------------------------------------------------------- loop
-    def _flow_batch(self, batch: dict[str, torch.Tensor]) -> FlowBatch:
+    def _flow_batch(self, batch: dict[str, torch.Tensor]) -> tuple[FlowBatch, ProgressInputs | None]:
+        """The micro-batch's flow batch and, when it carries actions and a head is trained, the progress
+        inputs (the clean clip, its language and ``progress`` targets)."""
         dev = self.info.device
         frames = batch["frames"].to(dev, non_blocking=True)  # (B, K+F, 3, H, W)
         actions = batch.get("actions")
@@ -257,15 +320,19 @@ class Trainer:
         verbs = self.verbs.sample(frames.shape[0], actions is not None, self.cpu_gen)
         actions = None if actions is None else actions.to(dev, non_blocking=True)
         lang = batch["language"].to(dev, non_blocking=True)
-        return FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames,
-                                   self.model_cfg.patch)
+        fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch)
+        progress = None
+        if self.head is not None and actions is not None:
+            progress = (frames, lang, batch["progress"].to(dev, non_blocking=True))
+        return fb, progress
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         if skip and isinstance(self.student, nn.parallel.DistributedDataParallel):
             return self.student.no_sync()
         if self.sharded:
-            for m in (self.model, self.projector):
-                m.set_requires_gradient_sync(not skip)
+            for m in (self.model, self.projector, self.head):
+                if m is not None:
+                    m.set_requires_gradient_sync(not skip)
         return contextlib.nullcontext()
 
     def _record_layout(self, batch: dict[str, torch.Tensor]) -> None:
@@ -316,26 +383,36 @@ class Trainer:
         last_ckpt: Path | None = self.resume_from
         data = iter(self.loader)
         window: dict[str, float] = dict.fromkeys(TERMS, 0.0)
-        n_window, samples, tokens, t0 = 0, 0, 0, time.perf_counter()
+        p_window: dict[str, float] = dict.fromkeys(PROGRESS_TERMS.values(), 0.0)  # sums over micro-batches
+        n_window, p_count, samples, tokens, t0 = 0, 0, 0, 0, time.perf_counter()
+        weight = self.tc.progress_weight
         try:
             while self.step < tc.steps:
                 lr = self.scheduler.get_last_lr()[0]
                 terms = torch.zeros(len(TERMS), device=info.device)
+                p_terms = torch.zeros(len(PROGRESS_TERMS), device=info.device)
+                p_micro = 0
                 for micro in range(tc.grad_accum):
                     batch = next(data)
                     if self.step == 0 and micro == 0:
                         self._record_layout(batch)
-                    fb = self._flow_batch(batch)
+                    fb, prog = self._flow_batch(batch)
                     with self._no_sync(micro < tc.grad_accum - 1), self.autocast:
-                        out = self.student(fb, self.gen)
-                        (out.total / tc.grad_accum).backward()
-                    terms += torch.stack([getattr(out, k).detach().float() for k in TERMS]) / tc.grad_accum
+                        out, pout = self.student(fb, self.gen, prog)
+                        total = out.total if pout is None else out.total + weight * pout.total
+                        (total / tc.grad_accum).backward()
+                    flow_terms = [getattr(out, k).detach().float() for k in TERMS[1:]]
+                    terms += torch.stack([total.detach().float(), *flow_terms]) / tc.grad_accum
+                    if pout is not None:
+                        p_terms += torch.stack([getattr(pout, k).detach().float() for k in PROGRESS_TERMS])
+                        p_micro += 1
                     samples += fb.generated.shape[0]
                     tokens += fb.generated.numel()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip or math.inf)
                 if hasattr(grad_norm, "full_tensor"):
                     grad_norm = grad_norm.full_tensor()
-                values = dict(zip(TERMS, terms.tolist(), strict=True))
+                all_terms = torch.cat([terms, p_terms]).tolist()  # one device sync
+                values = dict(zip(TERMS, all_terms[:len(TERMS)], strict=True))
                 values["grad_norm"] = float(grad_norm)
                 bad = not (math.isfinite(values["total"]) and math.isfinite(values["grad_norm"]))
                 bad, stop = D.any_flag([bad, self._signal is not None], info)  # one collective per step
@@ -353,19 +430,27 @@ class Trainer:
                 self.step += 1
                 for k in TERMS:
                     window[k] += values[k]
-                n_window += 1
+                for k, v in zip(PROGRESS_TERMS.values(), all_terms[len(TERMS):], strict=True):
+                    p_window[k] += v
+                n_window, p_count = n_window + 1, p_count + p_micro
                 if stop and self._signal is None:
                     self._signal = signal.SIGTERM  # another rank was signalled
                 if self.step % tc.log_every == 0 or self.step == tc.steps or stop:
                     dt = max(time.perf_counter() - t0, 1e-9)
                     row = {f"loss/{k}": v / n_window for k, v in window.items()}
+                    if p_count:  # means over the window's micro-batches with actions (the same on every rank)
+                        row.update({k: v / p_count for k, v in p_window.items()})
                     row.update({"lr": lr, "grad_norm": values["grad_norm"],
                                 "samples_per_s": samples * info.world_size / dt,
                                 "tokens_per_s": tokens * info.world_size / dt, "steps_per_s": n_window / dt})
                     row = D.mean_over_ranks(row, info)
                     monitor.log(self.step, row)
-                    monitor.step(self.step, {"loss": row["loss/total"], "tok/s": row["tokens_per_s"]})
+                    postfix = {"loss": row["loss/total"], "tok/s": row["tokens_per_s"]}
+                    if "progress/mae" in row:
+                        postfix["prog_mae"] = row["progress/mae"]
+                    monitor.step(self.step, postfix)
                     window, n_window = dict.fromkeys(TERMS, 0.0), 0
+                    p_window, p_count = dict.fromkeys(PROGRESS_TERMS.values(), 0.0), 0
                     samples, tokens, t0 = 0, 0, time.perf_counter()
                 else:
                     monitor.step(self.step)
