@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
@@ -16,12 +15,8 @@ from worldmodel.world_model import PROGRESS_FILE, WorldModel
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Models this small lose more to OpenMP thread contention than they gain (10x on a busy 2-core VM)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread: None) -> None:
+    """Every planner test runs on one torch thread (``one_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture
