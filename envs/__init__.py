@@ -27,6 +27,13 @@ def env_id(task: str) -> str:
     return f"Tabletop/{task}-{VERSION}"
 
 
+def task_name(task: str) -> str:
+    """Short name (``PickCan``) of a task given its short name or full id (``Tabletop/PickCan-v0``)."""
+    short = task.removeprefix("Tabletop/").rsplit("-", 1)[0] if task.startswith("Tabletop/") else task
+    env_id(short)  # raises ValueError naming an unknown task
+    return short
+
+
 def _make_env(task: str, **kwargs):
     from envs.tabletop import TabletopEnv
 
@@ -43,4 +50,4 @@ for _name, _cls in TASK_CLASSES.items():
         gym.register(id=env_id(_name), entry_point="envs:_make_env", kwargs={"task": _name},
                      max_episode_steps=_cls.step_limit)
 
-__all__ = ["TASKS", "VERSION", "env_id", "make"]
+__all__ = ["TASKS", "VERSION", "env_id", "make", "task_name"]

@@ -20,13 +20,6 @@ FINGER_OPEN = 0.045  # metres per finger; the opening between the pads is twice 
 HOME_QPOS = np.array([0.0, 0.35, 0.0, 1.95, 0.0, 0.84, 0.0])
 
 
-def quat_to_mat(q: np.ndarray) -> np.ndarray:
-    """(4,) quaternion (w, x, y, z) → (3, 3) rotation matrix."""
-    m = np.zeros(9)
-    mujoco.mju_quat2Mat(m, np.asarray(q, dtype=np.float64))
-    return m.reshape(3, 3)
-
-
 def mat_to_quat(m: np.ndarray) -> np.ndarray:
     """(3, 3) rotation matrix → (4,) quaternion (w, x, y, z)."""
     q = np.zeros(4)

@@ -45,7 +45,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.robot import HOME_QPOS, Arm, quat_to_mat
+from envs.robot import HOME_QPOS, Arm
 from envs.tasks import Task
 
 ASSET = Path(__file__).resolve().parent / "assets" / "tabletop.xml"
@@ -54,6 +54,8 @@ ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
 ACTION_HIGH = -ACTION_LOW
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " -,."
 _RAMP_FRACTION = 0.6  # share of the control period over which joint targets are ramped
+# Which entry of a geom's size is its half height: sphere radius, cylinder half length, box z half size.
+_HALF_HEIGHT_INDEX = {mujoco.mjtGeom.mjGEOM_SPHERE: 0, mujoco.mjtGeom.mjGEOM_CYLINDER: 1, mujoco.mjtGeom.mjGEOM_BOX: 2}
 _WARNINGS = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL)
 
 
@@ -104,9 +106,7 @@ class TabletopEnv(gym.Env):
         """Put an object upright on the table at ``xy`` with heading ``yaw``."""
         adr = self._joint_qpos(name)
         geom = self.model.geom(name)
-        half_height = geom.size[0] if geom.type[0] == mujoco.mjtGeom.mjGEOM_SPHERE else geom.size[-1]
-        if geom.type[0] == mujoco.mjtGeom.mjGEOM_CYLINDER:
-            half_height = geom.size[1]
+        half_height = geom.size[_HALF_HEIGHT_INDEX[int(geom.type[0])]]
         self.data.qpos[adr:adr + 3] = (xy[0], xy[1], half_height + 0.001)
         self.data.qpos[adr + 3:adr + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
         self._rest_height[name] = float(half_height)
@@ -272,4 +272,4 @@ class TabletopEnv(gym.Env):
         }
 
 
-__all__ = ["TabletopEnv", "ACTION_LOW", "ACTION_HIGH", "quat_to_mat"]
+__all__ = ["TabletopEnv", "ACTION_LOW", "ACTION_HIGH"]

@@ -1,4 +1,5 @@
-"""Milliseconds per ``env.step`` without an image and with 64×80 and 256×320 images (3 Hz control).
+"""Milliseconds per ``env.step`` without an image and with 64×80 and 256×320 images (3 Hz control), and of the
+camera render alone.
 
     python scripts/bench_env.py --steps 60
 """
@@ -31,16 +32,27 @@ def bench(image_size: tuple[int, int] | None, steps: int, task: str) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
+def bench_render(image_size: tuple[int, int], frames: int, task: str) -> float:
+    env = envs.make(task, image_size=image_size)
+    env.reset(seed=0)
+    u: TabletopEnv = env.unwrapped
+    start = time.perf_counter()
+    for _ in range(frames):
+        u._render_image()
+    return 1000 * (time.perf_counter() - start) / frames
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--task", default="PickCan")
     args = parser.parse_args()
     print(f"# env.step on {platform.processor() or platform.machine()}, {args.task}, {args.steps} steps")
-    print("| image | ms per step |\n|---|---|")
+    print("| image | ms per step | ms per render alone |\n|---|---|---|")
     for size in (None, (64, 80), (256, 320)):
         label = "none (physics + IK)" if size is None else f"{size[0]}×{size[1]}"
-        print(f"| {label} | {bench(size, args.steps, args.task):.1f} |")
+        render = "—" if size is None else f"{bench_render(size, args.steps, args.task):.1f}"
+        print(f"| {label} | {bench(size, args.steps, args.task):.1f} | {render} |")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ class ScriptedPolicy:
         xy = point()[:2].copy()
         if beside is not None:
             d = np.asarray(beside)[:2] - xy
-            current = float(np.arctan2(self.env.arm.ee_pose()[1][1, 0], self.env.arm.ee_pose()[1][0, 0])) - np.pi
+            rot = self.env.arm.ee_pose()[1]
+            current = float(np.arctan2(rot[1, 0], rot[0, 0]))  # heading up to pi, which the mod-pi step ignores
             yaw = float(np.arctan2(d[1], d[0]))
             yaw = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two equivalent yaws
             self._rot = _rz(yaw) @ DOWN

@@ -21,6 +21,9 @@ def make(task: str, **kwargs) -> gym.Env:
 
 def test_registry_has_every_task_with_its_step_limit():
     assert set(envs.TASKS) == set(STEP_LIMITS)
+    assert envs.task_name("Tabletop/StoreApple-v0") == envs.task_name("StoreApple") == "StoreApple"
+    with pytest.raises(ValueError, match="unknown task"):
+        envs.task_name("Tabletop/Juggle-v0")
     for task, limit in STEP_LIMITS.items():
         assert gym.spec(f"Tabletop/{task}-v0").max_episode_steps == limit
 

@@ -11,6 +11,7 @@ import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -38,11 +39,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         import envs
 
-        self.tasks = [str(t) for t in self.tasks]
         if not self.tasks:
             raise ValueError("eval.tasks must name at least one task")
-        for task in self.tasks:
-            envs.env_id(task)  # raises ValueError naming the unknown task
+        self.tasks = [envs.task_name(str(t)) for t in self.tasks]  # short names; ValueError naming an unknown one
         if self.episodes < 1:
             raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
@@ -66,9 +65,6 @@ class EpisodeResult:
     wall_time_s: float
     truncation_reason: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-_POLICY_CACHE: dict[str, Any] = {}
 
 
 def run_episode(task: str, seed: int, policy_cfg: dict[str, Any], image_size: tuple[int, int],
@@ -165,27 +161,25 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for task in cfg.tasks:
-        short = task.split("/")[-1].rsplit("-", 1)[0] if task.startswith("Tabletop/") else task
         for i in range(cfg.episodes):
             seed = cfg.seed + i
-            video = str(out / "videos" / f"{short}_seed{seed}.mp4") if cfg.videos else None
-            jobs.append((short, seed, policy_cfg, cfg.image_size, video))
+            video = str(out / "videos" / f"{task}_seed{seed}.mp4") if cfg.videos else None
+            jobs.append((task, seed, policy_cfg, cfg.image_size, video))
     start = time.perf_counter()
     results: list[EpisodeResult] = []
     bar = tqdm(total=len(jobs), desc=f"eval {policy_cfg['name']}", unit="ep", disable=not show_progress)
-    if cfg.workers == 1:
-        for job in jobs:
-            results.append(_run_job(job))
+    with ExitStack() as stack:
+        if cfg.workers == 1:
+            episodes = map(_run_job, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")))
+            episodes = pool.map(_run_job, jobs)
+        for result in episodes:
+            results.append(result)
             bar.update()
             bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
-    else:
-        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-            for result in pool.map(_run_job, jobs):
-                results.append(result)
-                bar.update()
-                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
     bar.close()
-    stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in dict.fromkeys(j[0] for j in jobs)}
+    stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in cfg.tasks}
     info = {
         "policy": policy_cfg,
         "eval": asdict(cfg),
@@ -215,9 +209,8 @@ def format_table(info: dict[str, Any]) -> str:
 def run(cfg: DictConfig) -> int:
     """CLI entry point of ``worldmodel eval sim``."""
     eval_cfg = EvalConfig(**OmegaConf.to_container(cfg.eval, resolve=True))
+    # Model policies read the top-level `checkpoint` through their own yaml (`${oc.select:checkpoint,null}`).
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
-    if "checkpoint" in cfg and cfg.checkpoint is not None:
-        policy_cfg.setdefault("checkpoint", cfg.checkpoint)
     info = evaluate(eval_cfg, policy_cfg)
     print(format_table(info))
     print(f"wrote {Path(eval_cfg.out) / 'eval_info.json'}")
