@@ -35,9 +35,9 @@ def validation_clip(data_cfg: Any, stats: ActionStats | None) -> dict[str, torch
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
     x = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return x.movedim(-3, -1).cpu().numpy()
 
 
 @torch.no_grad()
