@@ -29,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,10 +39,12 @@ TASKS = ["PickCan", "MoveNear", "OpenDrawer", "CloseDrawer", "OpenDrawerPlaceApp
 TASK_LIST = "[" + ",".join(TASKS) + "]"
 LABELS = {"selfflow": "Self-Flow", "fm": "flow matching"}
 COLORS = {"selfflow": "tab:blue", "fm": "tab:orange"}
+_PRINT = threading.Lock()
 
 
 def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    with _PRINT:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def worldmodel(args: list[str], logfile: Path) -> float:
