@@ -317,8 +317,8 @@ def plot(summary: dict[str, Any], args: argparse.Namespace, out: Path) -> Path:
         for policy in ("dit", "planner"):
             p = row.get(policy, {"pc_success": 0.0, "ci95": [0.0, 0.0]})
             rates.append(p["pc_success"])
-            errs[0].append(p["pc_success"] - p["ci95"][0])
-            errs[1].append(p["ci95"][1] - p["pc_success"])
+            errs[0].append(max(0.0, p["pc_success"] - p["ci95"][0]))
+            errs[1].append(max(0.0, p["ci95"][1] - p["pc_success"]))
         axes[3].bar(x + (i - 0.5) * width, rates, width, yerr=errs, capsize=3, color=COLORS.get(objective),
                     label=LABELS.get(objective, objective))
     axes[3].set(title="closed-loop success, six tasks (95 % CI)", xticks=x, xticklabels=["dit", "planner"],

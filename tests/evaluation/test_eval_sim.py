@@ -17,6 +17,7 @@ def test_wilson_interval_known_values():
     assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
     lo, hi = wilson_interval(100, 100)
     assert hi == 1.0 and lo == pytest.approx(0.963, abs=1e-3)
+    assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(0, 50)[0] == 0.0  # exact, not 1 - 1e-16
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
 

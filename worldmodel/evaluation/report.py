@@ -63,8 +63,8 @@ def plot_success(evals: dict[str, dict[str, Any]], path: Path) -> None:
             t = info["per_task"][task]
             xs.append(j + (i - (len(evals) - 1) / 2) * width)
             ys.append(t["pc_success"])
-            err[0].append(t["pc_success"] - t["ci95"][0])
-            err[1].append(t["ci95"][1] - t["pc_success"])
+            err[0].append(max(0.0, t["pc_success"] - t["ci95"][0]))  # rounding can put 100 % a hair past
+            err[1].append(max(0.0, t["ci95"][1] - t["pc_success"]))  # its interval's bound
         ax.bar(xs, ys, width, yerr=err, capsize=2, label=name)
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=20, ha="right", fontsize=8)
@@ -110,7 +110,7 @@ def _latency_table(evals: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[str, str | Path],
-                 notes: list[str] | None = None) -> Path:
+                 notes: list[str] | None = None, title: str = "Demo report") -> Path:
     """Write the report folder and return the path of its ``README.md``.
 
     Args:
@@ -118,11 +118,12 @@ def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[s
         evals: policy name → evaluation output dir (holding ``eval_info.json`` and optionally ``videos/``).
         runs: training run name → run dir (holding ``metrics.jsonl`` and ``samples/``).
         notes: extra Markdown lines (commands, machine, wall times) put under the title.
+        title: the report's heading.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     infos = {name: json.loads((Path(d) / "eval_info.json").read_text()) for name, d in evals.items()}
-    lines = ["# Demo report", "", *(notes or []), "", "## Closed-loop success (%)", "",
+    lines = [f"# {title}", "", *(notes or []), "", "## Closed-loop success (%)", "",
              "Success in % with the 95 % Wilson interval and the number of episodes.", "", *_success_table(infos),
              "", "![success](success.png)", "", "## Stages of the multi-stage tasks", "", *_stage_table(infos), ""]
     latency = _latency_table(infos)
