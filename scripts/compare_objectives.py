@@ -101,7 +101,7 @@ def run_name(objective: str, seed: int) -> str:
 
 
 def train_runs(args: argparse.Namespace, out: Path, data: Path) -> dict[str, float]:
-    from worldmodel.training.checkpoint import latest_checkpoint
+    from worldmodel.training.checkpoint import checkpoint_name, latest_checkpoint
 
     jobs = []
     for seed in args.seeds:
@@ -109,7 +109,7 @@ def train_runs(args: argparse.Namespace, out: Path, data: Path) -> dict[str, flo
             name = run_name(objective, seed)
             run_dir = out / "runs" / name
             latest = latest_checkpoint(run_dir)
-            if latest is not None and latest.name == f"step_{args.steps:08d}":
+            if latest is not None and latest.name == checkpoint_name(args.steps):
                 log(f"train: {name} finished earlier, kept")
                 continue
             jobs.append((f"train {name}", [
@@ -144,20 +144,19 @@ def offline_metrics(args: argparse.Namespace, out: Path, val: Path) -> dict[str,
                 log(f"offline: {name} measured earlier, kept")
                 continue
             start = time.perf_counter()
-            ckpts = list_checkpoints(run_dir)
-            first = load_checkpoint(ckpts[-1])
-            cfg, stats = first.model_config, first.action_stats
+            *earlier, last = list_checkpoints(run_dir)
+            final = load_checkpoint(last)
+            cfg, stats = final.model_config, final.action_stats
             size = (cfg.frame_height, cfg.frame_width)
-            where = {"stride": args.val_stride, "max_clips": args.val_clips, "name": first.config.data.name}
+            where = {"stride": args.val_stride, "max_clips": args.val_clips, "name": final.config.data.name}
             flow_clips = heldout_clips(val, stats, cfg.context_frames, cfg.future_frames, size, **where)
             curve = []
-            for ckpt in ckpts:
-                loaded = load_checkpoint(ckpt)
+            for loaded in (*map(load_checkpoint, earlier), final):
                 row = {"step": loaded.step}
                 for verb in ("dynamics", "policy"):
                     row[verb] = validation_flow_loss(loaded.model, flow_clips, verb, seed=12345)
                 curve.append(row)
-            wm = WorldModel.from_checkpoint(ckpts[-1])
+            wm = WorldModel(final.model, stats, final.config, final.progress_head)
             image_clips = heldout_clips(val, stats, cfg.context_frames, args.horizon, size, **where)
             quality = imagination_quality(wm, image_clips, steps=args.imagine_steps, seed=12345)
             real, fake = quality.pop("examples")
@@ -232,7 +231,7 @@ def summarize(args: argparse.Namespace, out: Path, offline: dict[str, dict[str, 
                            "decision_ms_p50": float(np.median([i["overall"]["decision_ms_p50"] for i in infos]))}
         per_objective[objective] = row
     return {"per_objective": per_objective, "runs": offline, "train_minutes": minutes,
-            "settings": {k: v for k, v in vars(args).items()},
+            "settings": dict(vars(args)),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
 
 
