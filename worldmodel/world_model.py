@@ -20,7 +20,8 @@ actions); the planner's callables (:func:`worldmodel.planner.world_model_fns`) u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worldmodel.data.stats import ActionStats
+from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig, clean_frame_states, default_block
 from worldmodel.objectives.sampling import GenerationContext, generate
 
@@ -189,11 +191,77 @@ class WorldModel:
             x = torch.cat([x[:, :1].expand(-1, k - x.shape[1], -1, -1, -1), x], dim=1)
         return x[:, -k:]
 
-    def embed_language(self, language: Any, batch: int) -> Tensor:
-        """(lang_dim,) or (B, lang_dim) -> (batch, lang_dim) float on the device."""
+    def embed_language(self, language: Any, batch: int) -> Condition:
+        """What the model is conditioned on, for ``batch`` samples.
+
+        Args:
+            language: one of
+                * a (lang_dim,) or (B, lang_dim) sentence embedding (``natural_language_embedding``): the
+                  sentence only, no instruction tokens or state;
+                * an instruction string: its sentence embedding and instruction tokens (offline encoder);
+                * an observation mapping (what the env returns, or a dict with the same keys):
+                  ``natural_language_embedding``, ``natural_language_instruction`` (for instruction tokens),
+                  ``base_pose_tool_reached`` and ``gripper_closed`` (each (S_i,) for the latest frame or
+                  (K', S_i) for the context frames, oldest first) for the state tokens;
+                * a :class:`~worldmodel.models.Condition` (model space, used as is).
+            batch: B.
+
+        Returns:
+            :class:`~worldmodel.models.Condition` on the device, batch B (parts the model was not built for
+            are left out).
+        """
+        if isinstance(language, Condition):
+            cond = language
+        elif isinstance(language, (str, bytes)):
+            from worldmodel.language import embed_instruction
+
+            text = language.decode() if isinstance(language, bytes) else language
+            cond = Condition(self._sentence(embed_instruction(text)), self._instruction(text))
+        elif isinstance(language, Mapping):
+            text = language.get("natural_language_instruction")
+            lang = language.get("natural_language_embedding")
+            if lang is None and text is not None:
+                from worldmodel.language import embed_instruction
+
+                lang = embed_instruction(str(text))
+            cond = Condition(None if lang is None else self._sentence(lang),
+                             None if text is None else self._instruction(text), self._state(language))
+        else:
+            cond = Condition(self._sentence(language))
+        b = cond.batch_size
+        if b is not None and b != batch:
+            if b != 1:
+                raise ValueError(f"language conditions {b} samples but {batch} are asked for")
+            cond = cond.expand(batch)
+        return cond.to(self.device)
+
+    def _sentence(self, language: Any) -> Tensor:
         lang = torch.as_tensor(np.asarray(language, np.float32), device=self.device)
-        return lang.reshape(-1, lang.shape[-1]).expand(batch, -1) if lang.ndim == 1 or lang.shape[0] == 1 \
-            else lang
+        return lang.reshape(-1, lang.shape[-1]) if lang.ndim == 1 else lang  # (B, lang_dim)
+
+    def _instruction(self, text: Any) -> Tensor | None:
+        if not self.cfg.instruction_tokens:
+            return None
+        from worldmodel.language import instruction_tokens
+
+        if isinstance(text, np.ndarray):
+            text = text.reshape(-1)[0]
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return torch.from_numpy(instruction_tokens(text, self.cfg.instruction_tokens))[None]  # (1, L, E)
+
+    def _state(self, obs: Mapping[str, Any]) -> Tensor | None:
+        """Normalised state (1, K, S) of the last K frames (the first repeated when fewer), or None."""
+        if not self.cfg.state_dim or "base_pose_tool_reached" not in obs or "gripper_closed" not in obs:
+            return None
+        if self.stats is None or not self.stats.has_state:
+            raise ValueError("this world model has state tokens but its statistics hold no state moments")
+        pose = np.asarray(obs["base_pose_tool_reached"], np.float32)
+        grip = np.asarray(obs["gripper_closed"], np.float32)
+        state = np.concatenate([pose.reshape(-1, 7), grip.reshape(-1, 1)], axis=1)  # (K', 8)
+        k = self.context_frames
+        if len(state) < k:
+            state = np.concatenate([np.repeat(state[:1], k - len(state), 0), state])
+        return torch.from_numpy(self.stats.normalize_state(state[-k:]))[None]  # (1, K, S)
 
     def normalize(self, actions: Tensor) -> Tensor:
         """RT-1 units -> model space (..., 7) (see :class:`ActionStats`)."""
@@ -212,37 +280,43 @@ class WorldModel:
 
     # ------------------------------------------------------------------------------- model-space verbs
     @torch.no_grad()
-    def rollout_model(self, context: Tensor, lang: Tensor, horizon: int, steps: int,
-                      generator: torch.Generator | None = None, actions: Tensor | None = None
-                      ) -> tuple[Tensor, Tensor]:
+    def rollout_model(self, context: Tensor, lang: Tensor | Condition, horizon: int, steps: int,
+                      generator: torch.Generator | None = None, actions: Tensor | None = None,
+                      guidance: float = 1.0) -> tuple[Tensor, Tensor]:
         """``policy`` (actions None) or ``dynamics`` rollout in model space, chunk by chunk.
+
+        The robot state, known only for the real context, conditions the first chunk; later chunks, whose
+        context is imagined, go without state tokens.
 
         Args:
             context: (B, K, 3, h, w) in [-1, 1].
-            lang: (B, lang_dim).
+            lang: (B, lang_dim) or a :class:`~worldmodel.models.Condition` of batch B.
             horizon: T.
             steps: sampler steps per chunk.
             generator: noise source (default: the world model's).
             actions: (B, T, 7) normalised actions for ``dynamics``.
+            guidance: classifier-free guidance scale on the language (1: off).
 
         Returns:
             actions (B, T, 7) normalised (the given ones for ``dynamics``), frames (B, T, 3, h, w) in [-1, 1].
         """
         gen = self.generator if generator is None else generator
+        cond = as_condition(lang)
         chunk, k = self.cfg.future_frames, self.context_frames
         frames_out, actions_out, cur = [], [], context
         for start in range(0, horizon, chunk):
             f = min(chunk, horizon - start)
             if actions is None:
-                res = generate(self.model, "policy", GenerationContext(cur, f, None, lang), steps, gen)
+                res = generate(self.model, "policy", GenerationContext(cur, f, None, cond, guidance), steps, gen)
                 actions_out.append(res.actions.clamp(-1, 1))
             else:
                 given = actions[:, start:start + f]
-                res = generate(self.model, "dynamics", GenerationContext(cur, f, given, lang), steps, gen)
+                res = generate(self.model, "dynamics", GenerationContext(cur, f, given, cond, guidance), steps, gen)
                 actions_out.append(given)
             frames = res.frames.clamp(-1, 1)  # (B, f, 3, h, w)
             frames_out.append(frames)
             cur = torch.cat([cur, frames], dim=1)[:, -k:]
+            cond = replace(cond, state=None)
         return torch.cat(actions_out, dim=1), torch.cat(frames_out, dim=1)
 
     @torch.no_grad()
@@ -261,16 +335,19 @@ class WorldModel:
 
     # ---------------------------------------------------------------------------------- public verbs
     def propose(self, frames: Any, language: Any, n: int = 16, steps: int = 4, horizon: int | None = None,
-                generator: torch.Generator | None = None) -> Proposal:
+                generator: torch.Generator | None = None, guidance: float = 1.0) -> Proposal:
         """Sample ``n`` action chunks with the ``policy`` verb, with the futures imagined jointly.
 
         Args:
             frames: (K', H, W, 3) uint8 context (or (B, K', H, W, 3)); the last K frames are used.
-            language: (512,) instruction embedding (or (B, 512)).
+            language: what to condition on (see :meth:`embed_language`): a (512,) sentence embedding (or
+                (B, 512)), an instruction string, or the env's observation (instruction tokens and robot state).
             n: chunks per context.
             steps: sampler steps.
             horizon: T (default: the model's F).
             generator: noise source (default: the world model's).
+            guidance: classifier-free guidance scale on the language (1: off; needs a model trained with
+                ``objective.language_dropout``).
 
         Returns:
             :class:`Proposal` with actions (n, T, 7) in RT-1 units and frames (n, T, H, W, 3) uint8 (a leading
@@ -279,9 +356,9 @@ class WorldModel:
         arr = np.asarray(frames)
         ctx = self.context(arr)  # (B, K, 3, h, w)
         b = ctx.shape[0]
-        lang = self.embed_language(language, b).repeat_interleave(n, 0)
+        lang = self.embed_language(language, b).repeat_interleave(n)
         acts, futs = self.rollout_model(ctx.repeat_interleave(n, 0), lang, horizon or self.cfg.future_frames,
-                                        steps, generator)
+                                        steps, generator, guidance=guidance)
         lead = (n,) if arr.ndim == 4 else (b, n)
         actions = self.unnormalize(acts).cpu().numpy().astype(np.float32)
         out_frames = self.decode_frames(futs, arr.shape[-3:-1])
@@ -293,7 +370,7 @@ class WorldModel:
 
         Args:
             frames: (K', H, W, 3) uint8 context.
-            language: (512,) instruction embedding.
+            language: what to condition on (see :meth:`embed_language`).
             actions: (n, T, 7) or (T, 7) in RT-1 units.
             steps: sampler steps.
             generator: noise source (default: the world model's).
@@ -317,7 +394,7 @@ class WorldModel:
 
         Args:
             frames: (T, H, W, 3) uint8 (or (B, T, H, W, 3)), in time order.
-            language: (512,) instruction embedding (or (B, 512)).
+            language: what to condition on (see :meth:`embed_language`).
 
         Returns:
             (T,) (or (B, T)) float32 in [0, 1].

@@ -19,6 +19,13 @@ class DiTPolicyConfig:
         sampling_steps: flow-sampler steps per decision.
         ema: use the EMA weights.
         num_threads: torch CPU threads (0: leave torch's setting).
+        guidance: classifier-free guidance scale on the instruction (1: off; needs a model trained with
+            ``objective.language_dropout``).
+        gripper_threshold: the env integrates the gripper command (``g <- clip(g + a, 0, 1)``), so small sampled
+            values near 0 would make it drift and chatter. Executed: +1 when the sampled value is above the
+            threshold, -1 below minus it, 0 (hold) between; 0 executes the raw sample.
+        condition_on_observation: give the model the instruction text and robot state from the observation
+            (its instruction and state tokens, when it has them); False: the sentence embedding only.
     """
 
     checkpoint: str | None = None
@@ -28,6 +35,9 @@ class DiTPolicyConfig:
     sampling_steps: int = 8
     ema: bool = True
     num_threads: int = 0
+    guidance: float = 1.0
+    gripper_threshold: float = 0.5
+    condition_on_observation: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -40,5 +50,9 @@ class DiTPolicyConfig:
             raise ValueError(f"policy.execute_steps must be in [1, horizon={self.horizon}], got {self.execute_steps}")
         if self.sampling_steps < 1:
             raise ValueError(f"policy.sampling_steps must be >= 1, got {self.sampling_steps}")
+        if not 0.0 <= self.gripper_threshold < 1.0:
+            raise ValueError(f"policy.gripper_threshold must be in [0, 1), got {self.gripper_threshold}")
+        if self.guidance < 0:
+            raise ValueError(f"policy.guidance must be >= 0, got {self.guidance}")
         if self.num_threads < 0:
             raise ValueError(f"policy.num_threads must be >= 0, got {self.num_threads}")

@@ -50,6 +50,16 @@ def load_world_model(checkpoint: str | None, device: str = "auto", ema: bool = T
     return _WORLD_MODELS[key]
 
 
+def threshold_gripper(action: np.ndarray, threshold: float) -> np.ndarray:
+    """The executed gripper command: +1 above ``threshold``, -1 below ``-threshold``, 0 (hold) between; the
+    raw value when ``threshold`` is 0. Action (7,) in RT-1 units; returns a copy."""
+    out = np.array(action, np.float32, copy=True)
+    if threshold > 0:
+        g = float(out[6])
+        out[6] = 1.0 if g > threshold else -1.0 if g < -threshold else 0.0
+    return out
+
+
 def latency_stats(latencies_ms: list[float]) -> dict[str, Any]:
     """Per-episode decision latencies: the list (ms) with its p50 / p95 (None when no decision was taken)."""
     arr = np.asarray(latencies_ms, dtype=np.float64)
@@ -94,6 +104,7 @@ class DiTPolicy:
         s = self._seed if seed is None else seed
         self.generator.manual_seed(0 if s is None else int(s))
         self._context: deque[np.ndarray] = deque(maxlen=self.world_model.context_frames)
+        self._states: deque[np.ndarray] = deque(maxlen=self.world_model.context_frames)
         self._queue: list[tuple[np.ndarray, np.ndarray]] = []
         self._predicted: np.ndarray | None = None
         self._latencies: list[float] = []
@@ -101,29 +112,46 @@ class DiTPolicy:
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
         """Next action, float32 (7,) in RT-1 units; decides a new chunk when the previous one is used up."""
         self._context.append(np.asarray(obs["image"]))
+        if "base_pose_tool_reached" in obs and "gripper_closed" in obs:
+            self._states.append(np.concatenate([np.asarray(obs["base_pose_tool_reached"], np.float32).reshape(7),
+                                                np.asarray(obs["gripper_closed"], np.float32).reshape(1)]))
         if not self._queue:
             start = time.perf_counter()
-            actions, imagined = self.decide(np.stack(self._context), obs["natural_language_embedding"])
+            actions, imagined = self.decide(np.stack(self._context), self.condition(obs))
             self._latencies.append(1e3 * (time.perf_counter() - start))
             n = self.execute_steps(len(actions))
             self._queue = list(zip(actions[:n], imagined[:n], strict=True))
         action, self._predicted = self._queue.pop(0)
         low, high = self.world_model.action_low, self.world_model.action_high
-        return np.clip(np.asarray(action, np.float32), low, high).astype(np.float32)
+        action = np.clip(np.asarray(action, np.float32), low, high).astype(np.float32)
+        return threshold_gripper(action, self.config.gripper_threshold)
+
+    def condition(self, obs: dict[str, Any]) -> Any:
+        """What the model is conditioned on: the sentence embedding, and with ``condition_on_observation`` the
+        instruction text and the robot state of the context frames (see ``WorldModel.embed_language``)."""
+        if not self.config.condition_on_observation:
+            return obs["natural_language_embedding"]
+        cond: dict[str, Any] = {"natural_language_embedding": obs["natural_language_embedding"]}
+        if "natural_language_instruction" in obs:
+            cond["natural_language_instruction"] = obs["natural_language_instruction"]
+        if self._states:
+            states = np.stack(self._states)  # (K', 8), oldest first
+            cond["base_pose_tool_reached"], cond["gripper_closed"] = states[:, :7], states[:, 7:]
+        return cond
 
     def decide(self, frames: np.ndarray, language: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One decision.
 
         Args:
             frames: (K', H, W, 3) uint8, the latest camera frames (K' <= K).
-            language: (512,) instruction embedding.
+            language: what the model is conditioned on (see :meth:`condition`).
 
         Returns:
             actions (T, 7) in RT-1 units and the imagined frames (T, H, W, 3) uint8 after each of them.
         """
         cfg = self.config
         prop = self.world_model.propose(frames, language, n=1, steps=cfg.sampling_steps, horizon=cfg.horizon,
-                                        generator=self.generator)
+                                        generator=self.generator, guidance=cfg.guidance)
         return prop.actions[0], prop.frames[0]
 
     def execute_steps(self, horizon: int) -> int:

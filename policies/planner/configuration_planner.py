@@ -21,6 +21,7 @@ class PlannerPolicyConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         ema: use the EMA weights.
         num_threads: torch CPU threads (0: leave torch's setting).
+        gripper_threshold, condition_on_observation: as :class:`~policies.dit.DiTPolicyConfig`.
         planner: the search (method, candidates, horizon, steps, weights, ``execute_steps`` ...).
     """
 
@@ -28,6 +29,8 @@ class PlannerPolicyConfig:
     device: str = "auto"
     ema: bool = True
     num_threads: int = 0
+    gripper_threshold: float = 0.5
+    condition_on_observation: bool = True
     planner: PlannerConfig = field(default_factory=PlannerConfig)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,10 @@ A clip is a window of K + F consecutive steps of one episode starting at step ``
 - ``actions`` (F, 7) float32, normalised by :class:`~worldmodel.data.stats.ActionStats`: action ``i`` is the
   step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (DESIGN §2); absent when video-only;
 - ``language`` (512,) float32: the episode's ``natural_language_embedding``;
+- ``instruction`` (L, 384) float32 when ``instruction_tokens = L > 0``: per-wordpiece states of the episode's
+  ``natural_language_instruction`` (:func:`worldmodel.language.instruction_tokens`, zero rows = padding);
+- ``state`` (K, 8) float32 when ``state`` is on: the robot state at the K context frames
+  (``base_pose_tool_reached``, ``gripper_closed``), normalised by the statistics;
 - ``progress`` (F,) float32: ``(s+K+i) / (T-1)``, the progress of each future frame;
 - ``clip_id`` (2,) int64: (episode index, start step);
 - ``_position`` (3,) int64: (shard, epoch, index in the shard's epoch), used by :class:`ClipLoader` to resume.
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from worldmodel.data.reader import RLDSDataset, episode_actions, open_rlds
+from worldmodel.data.reader import RLDSDataset, episode_actions, episode_states, open_rlds
 from worldmodel.data.stats import ActionStats
 
 
@@ -50,6 +54,11 @@ class ClipConfig:
         block_episodes: consecutive episodes read as one block; blocks are the unit of the per-epoch shuffle.
         seed: stream seed.
         epochs: epochs per ``iter()``; None: endless (each worker advances its own epochs).
+        instruction_tokens: L, yield ``instruction`` token states (0: none).
+        state: yield the normalised robot ``state`` of the context frames.
+        clips_per_episode: 0: every start ``0, stride, 2·stride, …`` of every episode (long episodes weigh
+            more); n > 0: n starts drawn uniformly per episode and epoch, so every episode weighs the same and
+            the tasks are balanced when they have equally many episodes (as ``worldmodel data sim`` writes).
     """
 
     context_frames: int = 1
@@ -62,6 +71,9 @@ class ClipConfig:
     block_episodes: int = 8
     seed: int = 0
     epochs: int | None = 1
+    instruction_tokens: int = 0
+    state: bool = False
+    clips_per_episode: int = 0
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
@@ -70,6 +82,9 @@ class ClipConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"data.image_size must be [H, W] with H, W >= 8, got {list(self.image_size)}")
+        for name in ("instruction_tokens", "clips_per_episode"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"data.epochs must be >= 1 or null, got {self.epochs}")
 
@@ -196,7 +211,10 @@ class ClipDataset(IterableDataset):
         buffer: list[tuple[dict[str, Any], int]] = []
         for raw in self._rlds.episodes_in(blocks, decode_images=False, check_actions=not cfg.video_only):
             ep = self._prepare(raw)
-            for start in range(0, ep["length"] - cfg.clip_length + 1, cfg.stride):
+            starts = range(0, ep["length"] - cfg.clip_length + 1, cfg.stride)
+            if cfg.clips_per_episode and len(starts):
+                starts = sorted(rng.choice(starts, cfg.clips_per_episode).tolist())
+            for start in starts:
                 if not cfg.shuffle:
                     yield ep, start
                     continue
@@ -217,6 +235,15 @@ class ClipDataset(IterableDataset):
               "language": np.asarray(steps["observation"]["natural_language_embedding"][0], np.float32)}
         if not self.config.video_only:
             ep["actions"] = self.stats.normalize(episode_actions(steps["action"])).astype(np.float32)
+        if self.config.instruction_tokens:
+            from worldmodel.language import instruction_tokens
+
+            text = steps["observation"]["natural_language_instruction"][0]
+            ep["instruction"] = instruction_tokens(text, self.config.instruction_tokens)
+        if self.config.state:
+            if self.stats is None:
+                raise ValueError("data.state needs dataset statistics (the robot-state moments)")
+            ep["state"] = self.stats.normalize_state(episode_states(steps["observation"]))
         return ep
 
     def _materialise(self, ep: dict[str, Any], start: int, position: tuple[int, int, int]) -> dict[str, Any]:
@@ -237,6 +264,10 @@ class ClipDataset(IterableDataset):
         if not cfg.video_only:
             first = start + k - 1
             sample["actions"] = torch.from_numpy(ep["actions"][first:first + f].copy())  # (F, 7)
+        if "instruction" in ep:
+            sample["instruction"] = torch.from_numpy(ep["instruction"])  # (L, 384), shared read-only
+        if "state" in ep:
+            sample["state"] = torch.from_numpy(ep["state"][start:start + k].copy())  # (K, 8)
         return sample
 
 

@@ -11,7 +11,7 @@ from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
 STATS_FILE = "action_stats.json"
 _CLIP_FIELDS = ("context_frames", "future_frames", "stride", "image_size", "video_only", "shuffle",
-                "shuffle_buffer", "block_episodes", "seed", "epochs")
+                "shuffle_buffer", "block_episodes", "seed", "epochs", "clips_per_episode")
 
 
 def clip_config(data_cfg: Any) -> ClipConfig:
@@ -35,7 +35,7 @@ def dataset_path(data_cfg: Any) -> Path:
 
 def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None = None,
                       stats: ActionStats | None = None, rank: int | None = None,
-                      world_size: int | None = None,
+                      world_size: int | None = None, clip_cfg: ClipConfig | None = None,
                       **loader_kwargs: Any) -> tuple[ClipLoader, ActionStats | None]:
     """Open ``data.dir``, get action stats (given, cached in ``run_dir``, or computed), build the loader.
 
@@ -46,12 +46,13 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
         run_dir: where ``action_stats.json`` is cached (None: not cached).
         stats: stats to use as-is (e.g. from a checkpoint being fine-tuned further).
         rank, world_size: DDP layout (default: from ``torch.distributed``).
+        clip_cfg: the clip settings (default: :func:`clip_config` of ``data_cfg``).
         **loader_kwargs: forwarded to ``DataLoader``.
 
     Returns:
         (loader, stats); stats is None in video-only mode.
     """
-    cfg = clip_config(data_cfg)
+    cfg = clip_config(data_cfg) if clip_cfg is None else clip_cfg
     path, name, version = dataset_path(data_cfg), data_cfg.get("name"), data_cfg.get("version")
     strict = bool(data_cfg.get("strict", True))
     stats_opened = None
@@ -59,6 +60,9 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
         dataset = stats_opened = open_rlds(path, name, version, strict=strict)
         cache = Path(run_dir) / STATS_FILE if run_dir is not None else None
         stats = load_or_compute_stats(dataset, cache, max_episodes=data_cfg.get("stats_max_episodes"))
+    if cfg.state and (stats is None or not stats.has_state):
+        raise ValueError("state tokens need robot-state statistics; the given statistics (e.g. from an older "
+                         "checkpoint) have none: set model.state_dim=0 or train from a fresh run")
     clips = ClipDataset(path, cfg, stats, rank=rank, world_size=world_size, name=name, version=version,
                         strict=strict, verify_shards=stats_opened is None)
     loader = ClipLoader(clips, batch_size, int(data_cfg.get("num_workers", 0)), **loader_kwargs)

@@ -213,6 +213,30 @@ def episode_actions(action: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+STATE_KEYS: tuple[tuple[str, int], ...] = (("base_pose_tool_reached", 7), ("gripper_closed", 1))
+STATE_DIM = 8  # S: end-effector xyz + quaternion, measured gripper closedness
+
+
+def episode_states(observation: dict[str, np.ndarray]) -> np.ndarray:
+    """Stack an episode's robot state (the model's state tokens).
+
+    Args:
+        observation: ``steps["observation"]`` with ``base_pose_tool_reached`` (T, 7) and ``gripper_closed`` (T, 1).
+
+    Returns:
+        (T, 8) float32.
+
+    Raises:
+        DatasetError: a key is missing (e.g. a non-RT-1 dataset read with ``strict=false``).
+    """
+    missing = [k for k, _ in STATE_KEYS if k not in observation]
+    if missing:
+        raise DatasetError(f"state tokens need steps/observation/{missing[0]}, which the dataset lacks "
+                           "(set model.state_dim=0 to train without robot state)")
+    parts = [np.asarray(observation[k], np.float32).reshape(-1, n) for k, n in STATE_KEYS]
+    return np.concatenate(parts, axis=1)
+
+
 def check_finite_actions(action: dict[str, np.ndarray], where: str) -> None:
     """Raise :class:`DatasetError` naming ``where``, the key and the step if any model action is NaN/inf."""
     for key, _ in schema.ACTION_KEYS:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from worldmodel.data.reader import RLDSDataset, episode_actions
+from worldmodel.data.reader import RLDSDataset, episode_actions, episode_states
 
 ARM_DIMS = 6
 MIN_RANGE = 1e-3
+MIN_STATE_STD = 1e-3  # a state dim that never moves (e.g. a fixed wrist roll) is centred, not blown up
 
 
 @dataclass
@@ -33,6 +34,8 @@ class ActionStats:
         mean, std, min, max: (A,) moments and extremes over every step.
         count: number of steps seen.
         source: fingerprint of the dataset the stats came from (see ``RLDSDataset.fingerprint``).
+        state_mean, state_std: (S,) moments of the robot state (``episode_states``) for the state tokens;
+            None in stats computed before state tokens existed (a model with state tokens needs them).
     """
 
     q01: list[float]
@@ -43,6 +46,8 @@ class ActionStats:
     max: list[float]
     count: int
     source: dict[str, Any] = field(default_factory=dict)
+    state_mean: list[float] | None = None
+    state_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("q01", "q99", "mean", "std", "min", "max"):
@@ -50,6 +55,29 @@ class ActionStats:
             if len(values) != 7:
                 raise ValueError(f"ActionStats.{name}: {len(values)} values, expected 7")
             setattr(self, name, values)
+        for name in ("state_mean", "state_std"):
+            if getattr(self, name) is not None:
+                setattr(self, name, [float(v) for v in getattr(self, name)])
+
+    @property
+    def has_state(self) -> bool:
+        return self.state_mean is not None and self.state_std is not None
+
+    def normalize_state(self, state: Any) -> Any:
+        """Robot state (..., S) -> ``clip((x - mean) / max(std, MIN_STATE_STD), -5, 5)`` (numpy or torch)."""
+        if not self.has_state:
+            raise ValueError("these statistics have no robot-state moments (recompute them, or set "
+                             "model.state_dim=0)")
+        mean = np.asarray(self.state_mean, np.float64)
+        std = np.maximum(np.asarray(self.state_std, np.float64), MIN_STATE_STD)
+        if state.shape[-1] != len(mean):
+            raise ValueError(f"state must have {len(mean)} dims in the last axis, got shape {tuple(state.shape)}")
+        if isinstance(state, np.ndarray):
+            return ((state.astype(np.float64) - mean) / std).clip(-5, 5).astype(np.float32)
+        import torch
+
+        m, s = torch.as_tensor(mean, device=state.device), torch.as_tensor(std, device=state.device)
+        return ((state.to(torch.float64) - m) / s).clamp(-5, 5).to(torch.float32)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for checkpoints and the cache file)."""
@@ -136,9 +164,15 @@ def compute_action_stats(dataset: RLDSDataset, max_episodes: int | None = None, 
     seen = 0
     total, total_sq = np.zeros(7), np.zeros(7)
     lo, hi = np.full(7, np.inf), np.full(7, -np.inf)
+    s_total, s_total_sq, s_seen, has_state = 0.0, 0.0, 0, True
     for ep in tqdm(dataset.episodes(0, stop, decode_images=False), total=stop, disable=not progress,
                    desc="action stats", unit="ep"):
         acts = episode_actions(ep["steps"]["action"]).astype(np.float64)
+        obs = ep["steps"].get("observation", {})
+        has_state = has_state and all(k in obs for k in ("base_pose_tool_reached", "gripper_closed"))
+        if has_state:
+            states = episode_states(obs).astype(np.float64)
+            s_total, s_total_sq, s_seen = s_total + states.sum(0), s_total_sq + (states**2).sum(0), s_seen + len(states)
         total += acts.sum(0)
         total_sq += (acts**2).sum(0)
         lo, hi = np.minimum(lo, acts.min(0)), np.maximum(hi, acts.max(0))
@@ -158,9 +192,14 @@ def compute_action_stats(dataset: RLDSDataset, max_episodes: int | None = None, 
     mean = total / seen
     std = np.sqrt(np.maximum(total_sq / seen - mean**2, 0.0))
     q01, q99 = np.quantile(sample, 0.01, axis=0), np.quantile(sample, 0.99, axis=0)
+    state = {}
+    if has_state and s_seen:
+        s_mean = s_total / s_seen
+        state = {"state_mean": s_mean.tolist(),
+                 "state_std": np.sqrt(np.maximum(s_total_sq / s_seen - s_mean**2, 0.0)).tolist()}
     return ActionStats(q01=q01.tolist(), q99=q99.tolist(),
                        mean=mean.tolist(), std=std.tolist(), min=lo.tolist(), max=hi.tolist(), count=seen,
-                       source={**dataset.fingerprint(), "max_episodes": max_episodes})
+                       source={**dataset.fingerprint(), "max_episodes": max_episodes}, **state)
 
 
 def load_or_compute_stats(dataset: RLDSDataset, cache_path: str | Path | None, **kwargs: Any) -> ActionStats:
@@ -181,7 +220,8 @@ def load_or_compute_stats(dataset: RLDSDataset, cache_path: str | Path | None, *
         except (ValueError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: unreadable action-stats cache ({exc}); delete it to recompute") \
                 from exc
-        if stats.source == {**dataset.fingerprint(), "max_episodes": kwargs.get("max_episodes")}:
+        # stats cached before robot-state moments existed are recomputed
+        if stats.source == {**dataset.fingerprint(), "max_episodes": kwargs.get("max_episodes")} and stats.has_state:
             return stats
     stats = compute_action_stats(dataset, **kwargs)
     if path is not None:

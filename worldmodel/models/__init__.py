@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.config import PREDICTIONS, PRESETS, ModelConfig, get_config
 from worldmodel.models.dit import DiTOutput, Projector, VideoActionDiT
 from worldmodel.models.layout import (
@@ -25,6 +26,8 @@ from worldmodel.models.layout import (
 )
 
 __all__ = [
+    "Condition",
+    "as_condition",
     "ACTION_VERBS",
     "PREDICTIONS",
     "PRESETS",

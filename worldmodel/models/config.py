@@ -32,6 +32,11 @@ class ModelConfig:
         qk_norm: RMS-normalise queries and keys per head before attention (stabilises pixel-space training).
         rope_theta: RoPE base period.
         checkpointing: recompute each block in the backward pass (activation checkpointing).
+        instruction_tokens: L, instruction tokens (per-wordpiece states of ``natural_language_instruction``)
+            prepended as clean tokens; 0: the instruction reaches the model only as the sentence embedding.
+        instruction_dim: E, width of those states (384 for the offline MiniLM encoder).
+        state_dim: S, robot-state size of the one clean token per context frame (8: ``base_pose_tool_reached``
+            xyz + quaternion and ``gripper_closed``); 0: no state tokens.
     """
 
     name: str = "custom"
@@ -51,6 +56,9 @@ class ModelConfig:
     qk_norm: bool = True
     rope_theta: float = 100.0
     checkpointing: bool = False
+    instruction_tokens: int = 0
+    instruction_dim: int = 384
+    state_dim: int = 0
 
     def __post_init__(self) -> None:
         positive = (
@@ -68,8 +76,11 @@ class ModelConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.context_frames < 0:
-            raise ValueError(f"context_frames must be >= 0, got {self.context_frames}")
+        for name in ("context_frames", "instruction_tokens", "state_dim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.instruction_dim < 1:
+            raise ValueError(f"instruction_dim must be >= 1, got {self.instruction_dim}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         head_dim = self.hidden // self.heads

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.config import ModelConfig
 from worldmodel.models.layout import TokenLayout, Tokens
 
@@ -98,12 +99,12 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (3, B, H, N, d)
         q, k, v = qkv.unbind(0)
         q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, N, d); mask (B, 1, 1, N) keys
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -124,9 +125,10 @@ class Block(nn.Module):
         """Per-token adaLN vectors: SiLU'd conditioning (U, D) gathered by index (B, N) -> (B, N, 6D)."""
         return self.ada(c_act)[index]
 
-    def forward(self, x: Tensor, c_act: Tensor, index: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c_act: Tensor, index: Tensor, cos: Tensor, sin: Tensor,
+                mask: Tensor | None = None) -> Tensor:
         sh1, sc1, g1, sh2, sc2, g2 = self.modulation(c_act, index).chunk(6, dim=-1)  # each (B, N, D)
-        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin)
+        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), cos, sin, mask)
         return x + g2 * self.mlp(modulate(self.norm2(x), sh2, sc2))
 
 
@@ -156,6 +158,11 @@ class VideoActionDiT(nn.Module):
         self.action_embed = nn.Linear(cfg.action_dim, d)
         self.time_embed = nn.Sequential(nn.Linear(FREQ_DIM, d), nn.SiLU(), nn.Linear(d, d))
         self.lang_embed = nn.Sequential(nn.Linear(cfg.lang_dim, d), nn.SiLU(), nn.Linear(d, d))
+        if cfg.instruction_tokens:  # the encoder's states are unnormalised (norm ~10): LayerNorm, then project
+            self.instruction_embed = nn.Sequential(nn.LayerNorm(cfg.instruction_dim), nn.Linear(cfg.instruction_dim, d))
+            self.instruction_pos = nn.Parameter(torch.zeros(cfg.instruction_tokens, d))
+        if cfg.state_dim:
+            self.state_embed = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(d, 2 * d)
@@ -172,16 +179,19 @@ class VideoActionDiT(nn.Module):
         for mlp in (self.time_embed, self.lang_embed):
             nn.init.normal_(mlp[0].weight, std=0.02)
             nn.init.normal_(mlp[2].weight, std=0.02)
+        if self.cfg.instruction_tokens:
+            nn.init.normal_(self.instruction_pos, std=0.02)
         for lin in [b.ada for b in self.blocks] + [self.final_ada, self.frame_head, self.action_head]:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def condition(self, t: Tensor, lang: Tensor | None) -> tuple[Tensor, Tensor]:
+    def condition(self, t: Tensor, lang: Tensor | Condition | None) -> tuple[Tensor, Tensor]:
         """Per-token conditioning, computed once per distinct (sample, t).
 
         Args:
             t: (B, N) per-token timesteps in [0, 1].
-            lang: (B, lang_dim) language embeddings, or None (zeros, i.e. unconditional).
+            lang: (B, lang_dim) sentence embeddings (or a :class:`Condition`, whose ``lang`` is used), or None
+                (zeros, i.e. unconditional).
 
         Returns:
             c_act: (U, D) ``SiLU(time_embed(t) + lang_embed(lang))`` for the U distinct (sample, t) pairs.
@@ -193,6 +203,7 @@ class VideoActionDiT(nn.Module):
         uniq, index = torch.unique(key, return_inverse=True)  # (U,), (B, N)
         sample = torch.div(uniq, 2, rounding_mode="floor").long()
         t_u = (uniq - 2.0 * sample).float()
+        lang = as_condition(lang).lang
         if lang is None:
             lang = torch.zeros(b, self.cfg.lang_dim, device=t.device)
         dtype = self.frame_embed.weight.dtype
@@ -204,7 +215,7 @@ class VideoActionDiT(nn.Module):
         x: Tokens,
         t: Tensor,
         layout: TokenLayout,
-        lang: Tensor | None = None,
+        lang: Tensor | Condition | None = None,
         return_hidden: Sequence[int] = (),
         output_heads: bool = True,
     ) -> DiTOutput:
@@ -215,12 +226,14 @@ class VideoActionDiT(nn.Module):
                 ``layout.has_actions``).
             t: (B, N) per-token timesteps, 1 = clean.
             layout: the token layout (K, F, grid, has_actions).
-            lang: (B, lang_dim) language embedding or None.
+            lang: (B, lang_dim) sentence embedding, a :class:`~worldmodel.models.conditioning.Condition`
+                (sentence, instruction tokens, robot state), or None.
             return_hidden: block counts k in 1..depth; the hidden state after the first k blocks is returned.
             output_heads: when False, stop after the last requested hidden state and skip the output heads.
 
         Returns:
-            DiTOutput with ``pred`` (same shapes as ``x``) and ``hidden[k]`` (B, N, D).
+            DiTOutput with ``pred`` (same shapes as ``x``) and ``hidden[k]`` (B, N, D). The clean prefix tokens
+            (instruction, state) are internal: neither ``pred`` nor ``hidden`` contains them.
         """
         if (x.actions is not None) != layout.has_actions:
             raise ValueError(
@@ -233,31 +246,81 @@ class VideoActionDiT(nn.Module):
         for k in return_hidden:
             if not 1 <= k <= self.cfg.depth:
                 raise ValueError(f"return_hidden entries must be in 1..{self.cfg.depth}, got {k}")
+        cond = as_condition(lang)
         h = self.frame_embed(x.frames)  # (B, Nf, D)
         if x.actions is not None:
             h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
-        c_act, index = self.condition(t, lang)
-        cos, sin = rope_tables(layout.positions().to(h.device), self.cfg.head_dim, self.cfg.rope_theta)
+        prefix, prefix_pos, mask = self._prefix(cond, layout, h)
+        positions = layout.positions().to(h.device)
+        if prefix is not None:
+            h = torch.cat([prefix, h], dim=1)  # (B, Np + N, D)
+            t = torch.cat([t.new_ones(t.shape[0], prefix.shape[1]), t], dim=1)
+            positions = torch.cat([prefix_pos, positions], dim=0)
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        c_act, index = self.condition(t, cond)
+        cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
         wanted = set(return_hidden)
         last = self.cfg.depth if output_heads else max(wanted, default=0)
         hidden: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks[:last]):
             if self.cfg.checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, c_act, index, cos, sin, use_reentrant=False)
+                h = checkpoint(block, h, c_act, index, cos, sin, mask, use_reentrant=False)
             else:
-                h = block(h, c_act, index, cos, sin)
+                h = block(h, c_act, index, cos, sin, mask)
             if i + 1 in wanted:
-                hidden[i + 1] = h
+                hidden[i + 1] = h[:, n_prefix:]
         if not output_heads:
             return DiTOutput(pred=None, hidden=hidden)
-        shift, scale = self.final_ada(c_act)[index].chunk(2, dim=-1)  # (B, N, D) each
-        h = modulate(self.final_norm(h), shift, scale)
+        shift, scale = self.final_ada(c_act)[index[:, n_prefix:]].chunk(2, dim=-1)  # (B, N, D) each
+        h = modulate(self.final_norm(h[:, n_prefix:]), shift, scale)
         nf = layout.num_frame_tokens
         frames = self.frame_head(h[:, :nf])  # (B, Nf, P)
         actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
         return DiTOutput(pred=Tokens(frames, actions), hidden=hidden)
 
-    def features(self, x: Tokens, t: Tensor, layout: TokenLayout, lang: Tensor | None, block: int) -> Tensor:
+    def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor
+                ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The clean prefix tokens this network was built for: L instruction tokens, then K state tokens.
+
+        Instruction tokens sit at time -1 and state token k at context frame k, both at the grid centre (RoPE);
+        a learned embedding per instruction slot carries word order. All-zero instruction rows are padding and
+        are masked out as attention keys. A part that is None adds no tokens (the same as all-padding for the
+        instruction); state tokens need the layout's K to match the state's.
+
+        Returns:
+            prefix (B, Np, D) or None, its positions (Np, 3), and the key mask (B, 1, 1, Np + N) bool or None.
+        """
+        cfg, b = self.cfg, h.shape[0]
+        centre = ((layout.grid[0] - 1) / 2, (layout.grid[1] - 1) / 2)
+        parts, pos, keep = [], [], []
+        instr = cond.instruction if cfg.instruction_tokens else None
+        if instr is not None:
+            if instr.shape[1:] != (cfg.instruction_tokens, cfg.instruction_dim):
+                raise ValueError(f"instruction must be (B, {cfg.instruction_tokens}, {cfg.instruction_dim}), "
+                                 f"got {tuple(instr.shape)}")
+            instr = instr.to(h.dtype)
+            present = instr.abs().sum(-1) > 0  # (B, L)
+            parts.append(self.instruction_embed(instr) + self.instruction_pos)
+            pos.append(torch.tensor([[-1.0, *centre]]).expand(cfg.instruction_tokens, 3))
+            keep.append(present)
+        if cfg.state_dim and layout.context_frames and cond.state is not None:
+            state = cond.state
+            if state.shape[1:] != (layout.context_frames, cfg.state_dim):
+                raise ValueError(f"state must be (B, K={layout.context_frames}, {cfg.state_dim}), "
+                                 f"got {tuple(state.shape)}")
+            parts.append(self.state_embed(state.to(h.dtype)))
+            pos.append(torch.tensor([[float(k), *centre] for k in range(layout.context_frames)]))
+            keep.append(torch.ones(b, layout.context_frames, dtype=torch.bool, device=h.device))
+        if not parts:
+            return None, None, None
+        mask = None
+        if instr is not None:
+            keys = torch.cat([*keep, torch.ones(b, h.shape[1], dtype=torch.bool, device=h.device)], dim=1)
+            mask = keys[:, None, None, :]  # (B, 1, 1, Np + N)
+        return torch.cat(parts, dim=1), torch.cat(pos, dim=0).to(h.device), mask
+
+    def features(self, x: Tokens, t: Tensor, layout: TokenLayout, lang: Tensor | Condition | None,
+                 block: int) -> Tensor:
         """Hidden states (B, N, D) after the first ``block`` blocks, running no further (for Self-Flow
         targets, feature-space distances and later heads)."""
         return self(x, t, layout, lang, return_hidden=(block,), output_heads=False).hidden[block]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.layout import TokenLayout, Tokens, patchify
 
 
@@ -77,30 +78,31 @@ class ProgressHead(nn.Module):
     def block(self) -> int:
         return self.config.block
 
-    def forward(self, pooled: Tensor, lang: Tensor | None) -> Tensor:
+    def forward(self, pooled: Tensor, lang: Tensor | Condition | None) -> Tensor:
         """Progress logits.
 
         Args:
             pooled: (B, T, D) per-frame mean-pooled hidden states (see :func:`clean_frame_states`).
-            lang: (B, lang_dim) or None (zeros).
+            lang: (B, lang_dim) or a :class:`Condition` (its sentence embedding is used), or None (zeros).
 
         Returns:
             (B, T) logits; ``sigmoid`` gives progress in [0, 1].
         """
         b, t, _ = pooled.shape
+        lang = as_condition(lang).lang
         if lang is None:
             lang = pooled.new_zeros(b, self.config.lang_dim)
         lang_d = self.lang(lang.to(pooled.dtype))[:, None].expand(b, t, -1)  # (B, T, D)
         return self.mlp(torch.cat([self.norm(pooled), lang_d], dim=-1)).squeeze(-1)
 
 
-def clean_frame_states(model: nn.Module, frames: Tensor, lang: Tensor | None, block: int) -> Tensor:
+def clean_frame_states(model: nn.Module, frames: Tensor, lang: Tensor | Condition | None, block: int) -> Tensor:
     """Run a clip of clean frames through the first ``block`` DiT blocks and mean-pool every frame's patches.
 
     Args:
         model: a :class:`~worldmodel.models.VideoActionDiT`.
         frames: (B, T, C, H, W) in [-1, 1], H and W divisible by the patch.
-        lang: (B, lang_dim) or None.
+        lang: (B, lang_dim), a :class:`Condition` (state tokens are left out: no frame is a context frame), or None.
         block: number of blocks to run (1..depth).
 
     Returns:

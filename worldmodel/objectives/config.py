@@ -39,6 +39,9 @@ class ObjectiveConfig:
         verb_probs: probabilities of policy / dynamics / inverse for samples with actions.
         context_noise: clean (given) tokens get t ~ U[1 - context_noise, 1] per sample in training, the paper's
             light noising of conditioning frames; 0 keeps them exactly clean. Sampling always uses t = 1.
+        language_dropout: probability per training sample of dropping its language (sentence embedding and
+            instruction tokens, not the robot state), so the same network also learns the unconditional model
+            that classifier-free guidance needs at sampling.
     """
 
     selfflow: bool = True
@@ -57,6 +60,7 @@ class ObjectiveConfig:
     x_pred_min_gap: float = 0.05
     verb_probs: dict[str, float] = field(default_factory=_default_verbs)
     context_noise: float = 0.0
+    language_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:
@@ -67,7 +71,7 @@ class ObjectiveConfig:
             raise ValueError(f"time_shift must be > 0, got {self.time_shift}")
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
-        for name in ("mask_ratio_frames", "mask_ratio_actions", "ema_decay"):
+        for name in ("mask_ratio_frames", "mask_ratio_actions", "ema_decay", "language_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("student_layer_frac", "teacher_layer_frac"):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worldmodel.models.conditioning import Condition
 from worldmodel.models.layout import TokenLayout, Tokens, batch_generated_mask, patchify
 from worldmodel.objectives.config import ObjectiveConfig
 from worldmodel.objectives.path import (
@@ -32,20 +33,20 @@ class FlowBatch:
         x: clean tokens: frames (B, Nf, P), actions (B, Na, A) or None.
         generated: (B, N) bool, True for tokens the verb generates (the loss covers only these).
         layout: the token layout.
-        lang: (B, lang_dim) language embedding or None.
+        lang: (B, lang_dim) language embedding, a :class:`~worldmodel.models.Condition`, or None.
     """
 
     x: Tokens
     generated: Tensor
     layout: TokenLayout
-    lang: Tensor | None = None
+    lang: Tensor | Condition | None = None
 
     @classmethod
     def from_clip(
         cls,
         frames: Tensor,
         actions: Tensor | None,
-        lang: Tensor | None,
+        lang: Tensor | Condition | None,
         verbs: list[str],
         context_frames: int,
         patch: int,

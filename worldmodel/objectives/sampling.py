@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.layout import TokenLayout, Tokens, generated_mask, patchify, unpatchify
 from worldmodel.objectives.path import as_velocity, randn_like_tokens, shift_time
 
@@ -83,13 +84,38 @@ def sample(
     return x
 
 
-def model_velocity_fn(model: nn.Module, layout: TokenLayout, lang: Tensor | None) -> VelocityFn:
+def model_velocity_fn(model: nn.Module, layout: TokenLayout, lang: Tensor | Condition | None) -> VelocityFn:
     """Wrap a ``VideoActionDiT`` as a velocity callable (x-predictions converted exactly, t < 1 at every
     step)."""
 
     def fn(x: Tokens, t: Tensor) -> Tokens:
         pred = model(x, t, layout, lang).pred
         return as_velocity(pred, x, t, model.cfg.prediction, 1e-6)
+
+    return fn
+
+
+def guided_velocity_fn(model: nn.Module, layout: TokenLayout, lang: Tensor | Condition | None,
+                       scale: float) -> VelocityFn:
+    """Classifier-free guidance as a wrapper: ``v = v_null + scale · (v_cond − v_null)``.
+
+    The null branch drops the language (sentence and instruction) but keeps the robot state, the condition the
+    model learned through ``objective.language_dropout``. ``scale = 1`` is the plain conditional model (one
+    forward pass, no null branch); both branches run as one batch of 2B otherwise.
+    """
+    if scale == 1.0:
+        return model_velocity_fn(model, layout, lang)
+    cond = as_condition(lang)
+    both = Condition.cat([cond, cond.without_language()])
+
+    def fn(x: Tokens, t: Tensor) -> Tokens:
+        b = t.shape[0]
+        x2 = Tokens(torch.cat([x.frames, x.frames]), None if x.actions is None else torch.cat([x.actions, x.actions]))
+        pred = model(x2, torch.cat([t, t]), layout, both).pred
+        v = as_velocity(pred, x2, torch.cat([t, t]), model.cfg.prediction, 1e-6)
+        vf = v.frames[b:] + scale * (v.frames[:b] - v.frames[b:])
+        va = None if v.actions is None else v.actions[b:] + scale * (v.actions[:b] - v.actions[b:])
+        return Tokens(vf, va)
 
     return fn
 
@@ -102,13 +128,15 @@ class GenerationContext:
         frames: (B, K, C, H, W) context frames in [-1, 1]; for ``inverse`` all K + F frames.
         future_frames: F.
         actions: (B, F, A) normalised actions, required for ``dynamics``.
-        lang: (B, lang_dim) language embedding or None.
+        lang: (B, lang_dim) language embedding, a :class:`~worldmodel.models.Condition`, or None.
+        guidance: classifier-free guidance scale on the language (1: off).
     """
 
     frames: Tensor
     future_frames: int
     actions: Tensor | None = None
-    lang: Tensor | None = None
+    lang: Tensor | Condition | None = None
+    guidance: float = 1.0
 
 
 @dataclass
@@ -159,7 +187,7 @@ def generate(
         else:
             actions = frames.new_zeros(b, f, cfg.action_dim)
     x_clean = Tokens(patchify(frames, cfg.patch), actions)
-    fn = model_velocity_fn(model, layout, context.lang)
+    fn = guided_velocity_fn(model, layout, context.lang, context.guidance)
     out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift)
     out_frames = None
     if verb in ("policy", "dynamics", "video"):

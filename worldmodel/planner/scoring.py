@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from worldmodel.models.conditioning import Condition
 from worldmodel.planner.config import PlannerConfig
 from worldmodel.planner.planner import PlanContext, PlanFns
 
@@ -50,14 +51,14 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
         arr = np.asarray(frames)
         if arr.ndim != 4:
             raise ValueError(f"plan: frames must be (K, H, W, 3) uint8, got shape {arr.shape}")
-        lang = wm.embed_language(language, 1)  # (1, lang_dim)
+        lang = wm.embed_language(language, 1)  # Condition of batch 1
         goal = None
         if goal_frame is not None and w_goal > 0:
             goal = wm.features_model(wm.encode_frames(np.asarray(goal_frame))[None], lang)  # (1, D)
         return PlanContext(wm.context(arr), lang, goal, cache={"size": arr.shape[1:3]})
 
-    def expand(ctx: PlanContext, n: int) -> tuple[Tensor, Tensor]:
-        return ctx.frames.expand(n, -1, -1, -1, -1), ctx.language.expand(n, -1)
+    def expand(ctx: PlanContext, n: int) -> tuple[Tensor, Condition]:
+        return ctx.frames.expand(n, -1, -1, -1, -1), ctx.language.expand(n)
 
     def propose(ctx: PlanContext, n: int, horizon: int, steps: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         actions, frames = wm.rollout_model(*expand(ctx, n), horizon, steps, gen)

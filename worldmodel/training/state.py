@@ -16,8 +16,9 @@ from torch import nn
 from worldmodel.training.checkpoint import META, resolve_checkpoint
 from worldmodel.training.config import TrainConfig
 
-# Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh.
-ACTION_PREFIXES = ("action_embed.", "action_head.")
+# Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh. Video clips carry
+# no actions, instruction tokens or robot state (a pretraining corpus may have neither).
+ACTION_PREFIXES = ("action_embed.", "action_head.", "instruction_embed.", "instruction_pos", "state_embed.")
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:

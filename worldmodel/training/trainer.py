@@ -7,7 +7,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import nn
 from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config, dataset_path
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
-from worldmodel.models import ModelConfig, Projector, VerbSampler, build_model
+from worldmodel.models import Condition, ModelConfig, Projector, VerbSampler, build_model
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 from worldmodel.objectives import EMA, FlowBatch, LossOutput, ObjectiveConfig, training_loss
 from worldmodel.objectives.progress import ProgressLossOutput, progress_loss
@@ -168,11 +168,14 @@ class Trainer:
         if info.is_main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         self.stats = self._stats(meta)
-        self.loader, _ = build_clip_loader(self.cfg.data, tc.batch_size, self.run_dir, stats=self.stats,
-                                           pin_memory=info.device.type == "cuda")
         model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
         model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or tc.activation_checkpointing
         self.model_cfg = ModelConfig.from_dict(model_dict)
+        if not self.clip_cfg.video_only:  # the model decides which conditioning the clips carry
+            self.clip_cfg = replace(self.clip_cfg, instruction_tokens=self.model_cfg.instruction_tokens,
+                                    state=self.model_cfg.state_dim > 0)
+        self.loader, _ = build_clip_loader(self.cfg.data, tc.batch_size, self.run_dir, stats=self.stats,
+                                           clip_cfg=self.clip_cfg, pin_memory=info.device.type == "cuda")
         if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
                                                                               "checkpointing": False}:
             raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
@@ -319,7 +322,10 @@ class Trainer:
             actions = None
         verbs = self.verbs.sample(frames.shape[0], actions is not None, self.cpu_gen)
         actions = None if actions is None else actions.to(dev, non_blocking=True)
-        lang = batch["language"].to(dev, non_blocking=True)
+        lang = Condition(batch["language"], batch.get("instruction"), batch.get("state")).to(dev)
+        if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
+            drop = torch.rand(frames.shape[0], generator=self.cpu_gen) < self.objective.language_dropout
+            lang = lang.drop_language(drop)
         fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch)
         progress = None
         if self.head is not None and actions is not None:
