@@ -155,6 +155,11 @@ class WorldModel:
         return self.cfg.context_frames
 
     @property
+    def imagines(self) -> bool:
+        """Whether the model predicts future frames (False for an action-only model)."""
+        return self.cfg.future_frame_tokens
+
+    @property
     def has_progress(self) -> bool:
         return self.progress_head is not None
 
@@ -303,6 +308,9 @@ class WorldModel:
         gen = self.generator if generator is None else generator
         cond = as_condition(lang)
         chunk, k = self.cfg.future_frames, self.context_frames
+        if not self.imagines and (actions is not None or horizon > chunk):
+            raise ValueError("an action-only model (future_frame_tokens=false) proposes one chunk of at most "
+                             f"{chunk} actions and cannot imagine futures")
         frames_out, actions_out, cur = [], [], context
         for start in range(0, horizon, chunk):
             f = min(chunk, horizon - start)
@@ -313,7 +321,8 @@ class WorldModel:
                 given = actions[:, start:start + f]
                 res = generate(self.model, "dynamics", GenerationContext(cur, f, given, cond, guidance), steps, gen)
                 actions_out.append(given)
-            frames = res.frames.clamp(-1, 1)  # (B, f, 3, h, w)
+            # an action-only model imagines nothing: its "future" is shown black
+            frames = res.frames.clamp(-1, 1) if res.frames is not None else -cur.new_ones(cur.shape[0], f, *cur.shape[2:])
             frames_out.append(frames)
             cur = torch.cat([cur, frames], dim=1)[:, -k:]
             cond = replace(cond, state=None)

@@ -116,3 +116,26 @@ def test_spawned_workers(tiny_dataset, tiny_stats, clip_ids):
     next(iter(ds))
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, multiprocessing_context="spawn")
     assert {tuple(i) for b in loader for i in b["clip_id"].tolist()} == clip_ids()
+
+
+def test_balanced_clips_instruction_and_state(tiny_dataset, tiny_stats):
+    """clips_per_episode draws the same number of starts from every episode, whatever its length; the clips carry
+    the instruction's token states and the normalised state of their context frames."""
+    from worldmodel.data.reader import episode_states
+    from worldmodel.language import instruction_tokens
+
+    cfg = ClipConfig(2, F, image_size=(32, 40), clips_per_episode=5, instruction_tokens=16, state=True)
+    clips = list(ClipDataset(tiny_dataset, cfg, tiny_stats))
+    per_episode = Counter(int(c["clip_id"][0]) for c in clips)
+    episodes = {e["episode_index"]: e for e in open_rlds(tiny_dataset).episodes(decode_images=False)}
+    assert set(per_episode.values()) == {5} and set(per_episode) == set(episodes)
+    for c in clips:
+        ep, s = c["clip_id"].tolist()
+        obs = episodes[ep]["steps"]["observation"]
+        text = obs["natural_language_instruction"][0].decode()
+        torch.testing.assert_close(c["instruction"], torch.from_numpy(instruction_tokens(text, 16)))
+        want = tiny_stats.normalize_state(episode_states(obs)[s:s + 2])
+        assert c["state"].shape == (2, 8)
+        torch.testing.assert_close(c["state"], torch.from_numpy(want))
+    again = [tuple(c["clip_id"].tolist()) for c in ClipDataset(tiny_dataset, cfg, tiny_stats)]
+    assert again == [tuple(c["clip_id"].tolist()) for c in clips]  # seeded

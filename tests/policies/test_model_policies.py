@@ -74,3 +74,13 @@ def test_registry_and_configs():
     cfg = PlannerPolicyConfig.from_flat({"checkpoint": "x", "method": "mppi", "num_candidates": 8})
     assert cfg.planner.method == "mppi" and cfg.planner.num_candidates == 8
     assert PlannerPolicyConfig.from_flat(cfg.to_flat()) == cfg
+
+
+@pytest.mark.parametrize(("raw", "threshold", "executed"), [
+    (0.7, 0.5, 1.0), (-0.9, 0.5, -1.0), (0.3, 0.5, 0.0), (-0.2, 0.5, 0.0), (0.3, 0.0, 0.3)])
+def test_gripper_threshold(raw: float, threshold: float, executed: float) -> None:
+    from policies.dit.modeling_dit import threshold_gripper
+
+    action = np.array([0.01, 0.0, -0.01, 0.0, 0.0, 0.1, raw], np.float32)
+    out = threshold_gripper(action, threshold)
+    assert out[6] == pytest.approx(executed) and np.array_equal(out[:6], action[:6]) and action[6] == raw

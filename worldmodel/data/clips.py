@@ -59,6 +59,8 @@ class ClipConfig:
         clips_per_episode: 0: every start ``0, stride, 2·stride, …`` of every episode (long episodes weigh
             more); n > 0: n starts drawn uniformly per episode and epoch, so every episode weighs the same and
             the tasks are balanced when they have equally many episodes (as ``worldmodel data sim`` writes).
+        max_episodes: read only the first N episodes (None: all), e.g. for a learning curve over data size
+            (``worldmodel data sim`` cycles through the tasks, so any prefix stays balanced).
     """
 
     context_frames: int = 1
@@ -74,6 +76,7 @@ class ClipConfig:
     instruction_tokens: int = 0
     state: bool = False
     clips_per_episode: int = 0
+    max_episodes: int | None = None
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
@@ -85,6 +88,8 @@ class ClipConfig:
         for name in ("instruction_tokens", "clips_per_episode"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ValueError(f"data.max_episodes must be >= 1 or null, got {self.max_episodes}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"data.epochs must be >= 1 or null, got {self.epochs}")
 
@@ -149,7 +154,8 @@ class ClipDataset(IterableDataset):
             raise ValueError("ClipDataset needs action stats unless data.video_only=true")
         opened = open_rlds(path, name, version, strict=strict, verify_shards=verify_shards)
         self.path = opened.path
-        self.num_episodes = opened.num_episodes
+        self.num_episodes = opened.num_episodes if config.max_episodes is None else \
+            min(opened.num_episodes, config.max_episodes)
         self.strict = strict
         self.config = config
         self.stats = stats

@@ -11,14 +11,15 @@ from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
 STATS_FILE = "action_stats.json"
 _CLIP_FIELDS = ("context_frames", "future_frames", "stride", "image_size", "video_only", "shuffle",
-                "shuffle_buffer", "block_episodes", "seed", "epochs", "clips_per_episode")
+                "shuffle_buffer", "block_episodes", "seed", "epochs", "clips_per_episode",
+                "max_episodes")
 
 
 def clip_config(data_cfg: Any) -> ClipConfig:
     """Build a :class:`ClipConfig` from a ``data`` config (DictConfig or dict); missing keys keep defaults."""
     kwargs = {}
     for k in _CLIP_FIELDS:
-        if k in data_cfg and (data_cfg[k] is not None or k == "epochs"):  # epochs=null means endless
+        if k in data_cfg and (data_cfg[k] is not None or k in ("epochs", "max_episodes")):  # null: endless / all
             kwargs[k] = data_cfg[k]
     if "image_size" in kwargs:
         kwargs["image_size"] = tuple(int(v) for v in kwargs["image_size"])

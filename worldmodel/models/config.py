@@ -37,6 +37,9 @@ class ModelConfig:
         instruction_dim: E, width of those states (384 for the offline MiniLM encoder).
         state_dim: S, robot-state size of the one clean token per context frame (8: ``base_pose_tool_reached``
             xyz + quaternion and ``gripper_closed``); 0: no state tokens.
+        future_frame_tokens: False builds an *action-only* model: the sequence holds the K context frames and F
+            actions, no future frames, so it only has the ``policy`` verb (no imagination, no planning). It
+            answers whether predicting the future helps the policy.
     """
 
     name: str = "custom"
@@ -59,6 +62,7 @@ class ModelConfig:
     instruction_tokens: int = 0
     instruction_dim: int = 384
     state_dim: int = 0
+    future_frame_tokens: bool = True
 
     def __post_init__(self) -> None:
         positive = (

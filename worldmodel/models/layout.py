@@ -41,12 +41,15 @@ class TokenLayout:
         future_frames: F, frames to predict (and number of action tokens when ``has_actions``).
         grid: (h, w) patches per frame, i.e. (H / patch, W / patch).
         has_actions: whether the sequence ends with F action tokens.
+        future_frame_tokens: whether the F future frames are tokens of the sequence; False is an action-only
+            model (K context frames, then F actions): it can only run the ``policy`` verb, without imagining.
     """
 
     context_frames: int
     future_frames: int
     grid: tuple[int, int]
     has_actions: bool = True
+    future_frame_tokens: bool = True
 
     def __post_init__(self) -> None:
         if self.context_frames < 0:
@@ -55,11 +58,13 @@ class TokenLayout:
             raise ValueError(f"future_frames must be >= 1, got {self.future_frames}")
         if min(self.grid) < 1:
             raise ValueError(f"grid must be positive, got {self.grid}")
+        if not self.future_frame_tokens and not self.has_actions:
+            raise ValueError("a layout without future-frame tokens needs action tokens")
 
     @property
     def num_frames(self) -> int:
-        """T = K + F."""
-        return self.context_frames + self.future_frames
+        """Frames in the sequence: T = K + F, or K for an action-only layout."""
+        return self.context_frames + (self.future_frames if self.future_frame_tokens else 0)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -83,7 +88,7 @@ class TokenLayout:
     def token_kinds(self) -> Tensor:
         """Per-token kind: 0 context frame, 1 future frame, 2 action. Returns long tensor (N,)."""
         nc = self.context_frames * self.tokens_per_frame
-        nf = self.future_frames * self.tokens_per_frame
+        nf = (self.num_frames - self.context_frames) * self.tokens_per_frame
         return torch.cat([torch.zeros(nc), torch.ones(nf), torch.full((self.num_action_tokens,), 2.0)]).long()
 
     def positions(self) -> Tensor:
@@ -152,6 +157,8 @@ def generated_mask(verb: str, layout: TokenLayout) -> Tensor:
     if (verb == "video") == layout.has_actions:
         need = "no action tokens" if verb == "video" else "action tokens"
         raise ValueError(f"verb {verb!r} needs a layout with {need} (has_actions={layout.has_actions})")
+    if not layout.future_frame_tokens and verb != "policy":
+        raise ValueError(f"an action-only layout (no future-frame tokens) runs the policy verb only, not {verb!r}")
     kinds = layout.token_kinds()
     if verb in ("policy",):
         return kinds >= 1

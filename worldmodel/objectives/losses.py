@@ -50,23 +50,25 @@ class FlowBatch:
         verbs: list[str],
         context_frames: int,
         patch: int,
+        future_frame_tokens: bool = True,
     ) -> FlowBatch:
         """Build from a clip.
 
         Args:
             frames: (B, K+F, C, H, W) in [-1, 1].
             actions: (B, F, A) normalised actions, or None (pretraining video).
-            lang: (B, lang_dim) or None.
+            lang: (B, lang_dim), a :class:`~worldmodel.models.Condition`, or None.
             verbs: B verbs (see :class:`~worldmodel.models.VerbSampler`).
             context_frames: K.
             patch: patch side p.
+            future_frame_tokens: False for an action-only model: the future frames are dropped from the tokens.
         """
         _, t, _, h, w = frames.shape
         layout = TokenLayout(
-            context_frames, t - context_frames, (h // patch, w // patch), actions is not None
+            context_frames, t - context_frames, (h // patch, w // patch), actions is not None, future_frame_tokens
         )
         gen = batch_generated_mask(verbs, layout).to(frames.device)
-        return cls(Tokens(patchify(frames, patch), actions), gen, layout, lang)
+        return cls(Tokens(patchify(frames[:, :layout.num_frames], patch), actions), gen, layout, lang)
 
 
 @dataclass

@@ -163,7 +163,7 @@ def generate(
     shift: float = 1.0,
 ) -> GenerationResult:
     """Run one verb: ``policy`` -> frames + actions, ``dynamics`` / ``video`` -> frames, ``inverse`` ->
-    actions.
+    actions. An action-only model (``cfg.future_frame_tokens`` False) runs ``policy`` only and returns no frames.
 
     Deterministic for a given ``generator`` state.
     """
@@ -172,10 +172,11 @@ def generate(
     f = context.future_frames
     k = given - f if verb == "inverse" else given
     has_actions = verb != "video"
-    layout = TokenLayout(k, f, (h // cfg.patch, w // cfg.patch), has_actions)
+    imagines = getattr(cfg, "future_frame_tokens", True)  # False: an action-only model
+    layout = TokenLayout(k, f, (h // cfg.patch, w // cfg.patch), has_actions, imagines)
     gen = generated_mask(verb, layout).to(context.frames.device)[None].expand(b, -1)  # (B, N)
     frames = context.frames
-    if verb != "inverse":
+    if verb != "inverse" and imagines:
         pad = frames.new_zeros(b, f, c, h, w)
         frames = torch.cat([frames, pad], dim=1)  # (B, K+F, C, H, W)
     actions = None
@@ -190,7 +191,7 @@ def generate(
     fn = guided_velocity_fn(model, layout, context.lang, context.guidance)
     out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift)
     out_frames = None
-    if verb in ("policy", "dynamics", "video"):
+    if verb in ("policy", "dynamics", "video") and imagines:
         out_frames = unpatchify(out.frames, k + f, h, w, cfg.patch)[:, k:]
     out_actions = out.actions if verb in ("policy", "inverse") else None
     return GenerationResult(out_frames, out_actions)

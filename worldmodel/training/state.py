@@ -18,7 +18,14 @@ from worldmodel.training.config import TrainConfig
 
 # Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh. Video clips carry
 # no actions, instruction tokens or robot state (a pretraining corpus may have neither).
-ACTION_PREFIXES = ("action_embed.", "action_head.", "instruction_embed.", "instruction_pos", "state_embed.")
+ACTION_PREFIXES = ("action_embed.", "action_head.")
+CONDITION_PREFIXES = ("instruction_embed.", "instruction_pos", "state_embed.")
+
+
+def untrained_prefixes(model: nn.Module) -> list[str]:
+    """The prefixes of :data:`ACTION_PREFIXES` and :data:`CONDITION_PREFIXES` that name layers of ``model``."""
+    names = [n for n, _ in model.named_parameters()]
+    return [p for p in (*ACTION_PREFIXES, *CONDITION_PREFIXES) if any(n.startswith(p) for n in names)]
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
@@ -49,7 +56,7 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
 def freeze_action_layers(model: nn.Module) -> None:
     """Exclude the action embedding and head from training (video pretraining never uses them)."""
     for name, p in model.named_parameters():
-        if name.startswith(ACTION_PREFIXES):
+        if name.startswith((*ACTION_PREFIXES, *CONDITION_PREFIXES)):
             p.requires_grad_(False)
 
 

@@ -171,6 +171,9 @@ class Trainer:
         model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
         model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or tc.activation_checkpointing
         self.model_cfg = ModelConfig.from_dict(model_dict)
+        if not self.model_cfg.future_frame_tokens and (self.p_video > 0 or self.verbs.verbs != ["policy"]):
+            raise ValueError("model.future_frame_tokens=false (an action-only model) trains the policy verb only: "
+                             "set objective.verb_probs.policy=1 and dynamics, inverse and video to 0")
         if not self.clip_cfg.video_only:  # the model decides which conditioning the clips carry
             self.clip_cfg = replace(self.clip_cfg, instruction_tokens=self.model_cfg.instruction_tokens,
                                     state=self.model_cfg.state_dim > 0)
@@ -215,12 +218,12 @@ class Trainer:
         self.step = 0
         if self.resume_from is not None:
             self._load(self.resume_from)
-        self.untrained = list(S.ACTION_PREFIXES) if self.mode == "pretrain" else []
+        self.untrained = S.untrained_prefixes(self.model) if self.mode == "pretrain" else []
         self.autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
         verb = "video" if self.clip_cfg.video_only else "dynamics"
         self.sample_verb = verb
         self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats)) \
-            if tc.sample_every else None
+            if tc.sample_every and self.model_cfg.future_frame_tokens else None  # action-only: nothing to show
 
     def _progress_head(self, model: nn.Module, resume_meta: dict[str, Any] | None) -> ProgressHead | None:
         """The progress head to train (fine-tuning with ``train.progress_weight > 0``; else None), on the device.
@@ -326,7 +329,8 @@ class Trainer:
         if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
             drop = torch.rand(frames.shape[0], generator=self.cpu_gen) < self.objective.language_dropout
             lang = lang.drop_language(drop)
-        fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch)
+        fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch,
+                                 self.model_cfg.future_frame_tokens)
         progress = None
         if self.head is not None and actions is not None:
             progress = (frames, lang, batch["progress"].to(dev, non_blocking=True))
