@@ -129,7 +129,9 @@ class ScriptedPolicy:
         if beside is not None:
             d = np.asarray(beside)[:2] - xy
             rot = self.env.arm.ee_pose()[1]
-            current = float(np.arctan2(rot[1, 0], rot[0, 0]))  # heading up to pi, which the mod-pi step ignores
+            # The hand's yaw in the form _rz(yaw) @ DOWN, whose first column is -(cos yaw, sin yaw, 0). Reading the
+            # heading off +x instead is off by pi, and the 'nearer' yaw then needs a 90-270 degree wrist turn.
+            current = float(np.arctan2(-rot[1, 0], -rot[0, 0]))
             yaw = float(np.arctan2(d[1], d[0]))
             yaw = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two equivalent yaws
             self._rot = _rz(yaw) @ DOWN
