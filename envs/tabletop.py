@@ -38,15 +38,17 @@ the task has succeeded, so ``progress == num_stages`` exactly at success). Compl
 it. Within-stage fractions use ``close(d, s) = clip(1 - d / s, 0, 1)`` on distances ``d`` (metres), with the
 hand point ``ee`` (between the fingertips) and these scales: reach 0.5 m, carry 0.3 m, into-drawer 0.6 m.
 
-| task | stage | within-stage fraction ``f`` |
-|---|---|---|
-| PickCan | grasp | ``0.8·R + 0.2·R·g`` with ``R = close(|ee − can|, 0.5)``, ``g`` the commanded closedness |
-| PickCan | lift | ``clip(h / 0.05, 0, 1)`` while the can is grasped (``h`` its height above rest), else 0 |
-| MoveNear | move | ``0.3·max(R, C) + 0.6·C + 0.1·C·L`` with ``R = close(|ee − source|, 0.5)``, ``C = close(d_xy − 0.11, 0.3)`` (``d_xy`` source–target centre distance, so ``C = 1`` once near), ``L = 1 − clip(h / 0.1, 0, 1)`` (``h`` the source's height above rest) |
-| OpenDrawer, and the ``open`` stage of the drawer tasks | open | ``0.3·H + 0.7·clip(opening / 0.15, 0, 1)`` with ``H = close(|ee − handle|, 0.5)`` |
-| CloseDrawer | close | ``0.3·H + 0.7·clip((0.20 − opening) / (0.20 − 0.03), 0, 1)`` |
-| OpenDrawerPlaceApple, StoreApple | place | ``0.3·R + 0.7·close(b, 0.6)`` with ``R = close(|ee − apple|, 0.5)`` and ``b`` the apple centre's distance to the drawer's inside box (0 inside) |
-| StoreApple | close | as CloseDrawer while the apple is in the drawer, else 0 |
+- PickCan, grasp: ``0.8·R + 0.2·R·g``, ``R = close(|ee − can|, 0.5)``, ``g`` the commanded closedness.
+- PickCan, lift: ``clip(h / 0.05, 0, 1)`` while the can is grasped (``h`` its height above rest), else 0.
+- MoveNear, move: ``0.3·max(R, C) + 0.6·C + 0.1·C·L``, ``R = close(|ee − source|, 0.5)``,
+  ``C = close(d_xy − 0.11, 0.3)`` (``d_xy`` the source–target centre distance in the table plane, so ``C = 1`` once
+  near), ``L = 1 − clip(h / 0.1, 0, 1)`` (``h`` the source's height above rest).
+- OpenDrawer, and the ``open`` stage of OpenDrawerPlaceApple / StoreApple: ``0.3·H + 0.7·clip(opening / 0.15, 0, 1)``,
+  ``H = close(|ee − handle|, 0.5)`` (the handle bar's centre).
+- CloseDrawer, close: ``0.3·H + 0.7·clip((0.20 − opening) / (0.20 − 0.03), 0, 1)``.
+- OpenDrawerPlaceApple / StoreApple, place: ``0.3·R + 0.7·close(b, 0.6)``, ``R = close(|ee − apple|, 0.5)``, ``b``
+  the distance of the apple's centre to the drawer's inside box (the one ``in_drawer`` tests; 0 inside).
+- StoreApple, close: as CloseDrawer while the apple is in the drawer, else 0.
 
 ## Snapshots: :meth:`TabletopEnv.get_state` / :meth:`TabletopEnv.set_state`
 
@@ -56,11 +58,15 @@ act, ctrl, warm start, applied forces, mocap, …), the gripper command, the sta
 parameters, the step count and the env RNG. :meth:`~TabletopEnv.set_state` restores it into the same env or into
 another instance of the same task; stepping on from there is bit-identical (observations, images, rewards, infos).
 :func:`envs.get_state` / :func:`envs.set_state` do the same on a ``gym.make`` env and also restore the
-``TimeLimit`` wrapper's step count. Edits made directly to ``env.data`` are captured only after ``mj_forward``.
+``TimeLimit`` wrapper's step count. Change the state between steps through the env's setters
+(``set_object_position``, ``set_drawer_opening``), which recompute the derived quantities: a snapshot taken after
+raw edits of ``env.data`` is refused by ``set_state`` (``ValueError``), since its positions and contacts would be
+those before the edit.
 
 ## Versions
 
-v0: first release.
+v0: first release. Later additions that leave observations, rewards and dynamics unchanged: ``info["progress"]``,
+``info["step"]``, snapshots.
 """
 
 from __future__ import annotations
