@@ -144,3 +144,13 @@ def test_snapshot_of_another_task_is_refused():
     other.reset(seed=0)
     with pytest.raises(ValueError, match="task"):
         other.unwrapped.set_state(env.unwrapped.get_state())
+
+
+def test_snapshot_after_raw_data_edits_is_refused():
+    env = make("PickCan")
+    env.reset(seed=0)
+    env.step(np.zeros(7, dtype=np.float32))
+    env.unwrapped.data.qpos[0] += 0.01  # bypasses the env's setters: derived quantities are stale
+    state = envs.get_state(env)
+    with pytest.raises(ValueError, match="reproduce"):
+        envs.set_state(env, state)
