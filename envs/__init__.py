@@ -1,7 +1,8 @@
 """Simulated multi-step manipulation tasks (MuJoCo + Gymnasium), modelled on SimplerEnv's Google-robot tasks.
 
 Importing this package registers ``Tabletop/<Task>-v0`` for every task in :data:`TASKS` and makes MuJoCo render
-headless through EGL unless ``MUJOCO_GL`` is already set.
+headless through EGL unless ``MUJOCO_GL`` is already set. :func:`get_state` / :func:`set_state` snapshot and restore
+a made env (wrappers included) for planners that try actions in a copy of the simulator.
 """
 
 from __future__ import annotations
@@ -45,9 +46,34 @@ def make(task: str, **kwargs) -> gym.Env:
     return gym.make(env_id(task), **kwargs)
 
 
+def get_state(env: gym.Env):
+    """Snapshot of a (possibly wrapped) tabletop env: :meth:`envs.tabletop.TabletopEnv.get_state`."""
+    return env.unwrapped.get_state()
+
+
+def set_state(env: gym.Env, state) -> None:
+    """Restore a snapshot into a (possibly wrapped) tabletop env of the same task.
+
+    Besides :meth:`envs.tabletop.TabletopEnv.set_state`, this sets the ``TimeLimit`` wrapper's step count to the
+    snapshot's. An env that was never reset is reset first (the wrappers require it; the snapshot then overwrites
+    everything the reset drew), so ``step`` may follow directly.
+    """
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.OrderEnforcing) and not layer.has_reset:
+            env.reset()
+        layer = layer.env
+    env.unwrapped.set_state(state)
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            layer._elapsed_steps = int(state.step_count)
+        layer = layer.env
+
+
 for _name, _cls in TASK_CLASSES.items():
     if env_id(_name) not in gym.registry:
         gym.register(id=env_id(_name), entry_point="envs:_make_env", kwargs={"task": _name},
                      max_episode_steps=_cls.step_limit)
 
-__all__ = ["TASKS", "VERSION", "env_id", "make", "task_name"]
+__all__ = ["TASKS", "VERSION", "env_id", "get_state", "make", "set_state", "task_name"]

@@ -27,16 +27,53 @@ shape other than (7,) raise ``ValueError``. The commanded closedness ``g`` is ke
 Control runs at 3 Hz: each ``step`` is 1/3 s of physics (167 sub-steps of 2 ms). Reward is 1.0 on the step the task
 succeeds (then ``terminated=True``), else 0.0. The step limit (``TimeLimit``) is the task's. Unstable physics
 (MuJoCo warnings, non-finite state) ends the episode with ``truncated=True`` and ``info["truncation_reason"]``.
-``info``: ``is_success``, ``stages_completed``, ``num_stages``, ``stage_names``, ``task``, ``instruction``.
+``info``: ``is_success``, ``stages_completed``, ``num_stages``, ``stage_names``, ``task``, ``instruction``,
+``progress`` (below), ``step`` (control steps since reset).
+
+## Dense progress: ``info["progress"]``
+
+A float in ``[0, num_stages]`` read from the true simulator state: ``stages_completed + f``, where ``f`` in [0, 1)
+is how far the current (first unfinished) stage has come (capped at 0.99 until the stage's predicate holds; 0 once
+the task has succeeded, so ``progress == num_stages`` exactly at success). Completing a stage therefore never lowers
+it. Within-stage fractions use ``close(d, s) = clip(1 - d / s, 0, 1)`` on distances ``d`` (metres), with the
+hand point ``ee`` (between the fingertips) and these scales: reach 0.5 m, carry 0.3 m, into-drawer 0.6 m.
+
+- PickCan, grasp: ``0.8·R + 0.2·R·g``, ``R = close(|ee − can|, 0.5)``, ``g`` the commanded closedness.
+- PickCan, lift: ``clip(h / 0.05, 0, 1)`` while the can is grasped (``h`` its height above rest), else 0.
+- MoveNear, move: ``0.3·max(R, C) + 0.6·C + 0.1·C·L``, ``R = close(|ee − source|, 0.5)``,
+  ``C = close(d_xy − 0.11, 0.3)`` (``d_xy`` the source–target centre distance in the table plane, so ``C = 1`` once
+  near), ``L = 1 − clip(h / 0.1, 0, 1)`` (``h`` the source's height above rest).
+- OpenDrawer, and the ``open`` stage of OpenDrawerPlaceApple / StoreApple: ``0.3·H + 0.7·clip(opening / 0.15, 0, 1)``,
+  ``H = close(|ee − handle|, 0.5)`` (the handle bar's centre).
+- CloseDrawer, close: ``0.3·H + 0.7·clip((0.20 − opening) / (0.20 − 0.03), 0, 1)``.
+- OpenDrawerPlaceApple / StoreApple, place: ``0.3·R + 0.7·close(b, 0.6)``, ``R = close(|ee − apple|, 0.5)``, ``b``
+  the distance of the apple's centre to the drawer's inside box (the one ``in_drawer`` tests; 0 inside).
+- StoreApple, close: as CloseDrawer while the apple is in the drawer, else 0.
+
+## Snapshots: :meth:`TabletopEnv.get_state` / :meth:`TabletopEnv.set_state`
+
+:meth:`~TabletopEnv.get_state` returns a :class:`TabletopState` (numpy arrays and plain values, ``copy.deepcopy``-
+and pickle-able) holding everything the next ``step`` depends on: MuJoCo's full integration state (time, qpos, qvel,
+act, ctrl, warm start, applied forces, mocap, …), the gripper command, the stage count, the task's per-episode
+parameters, the step count and the env RNG. :meth:`~TabletopEnv.set_state` restores it into the same env or into
+another instance of the same task; stepping on from there is bit-identical (observations, images, rewards, infos).
+:func:`envs.get_state` / :func:`envs.set_state` do the same on a ``gym.make`` env and also restore the
+``TimeLimit`` wrapper's step count. Change the state between steps through the env's setters
+(``set_object_position``, ``set_drawer_opening``), which recompute the derived quantities: a snapshot taken after
+raw edits of ``env.data`` is refused by ``set_state`` (``ValueError``), since its positions and contacts would be
+those before the edit.
 
 ## Versions
 
-v0: first release.
+v0: first release. Later additions that leave observations, rewards and dynamics unchanged: ``info["progress"]``,
+``info["step"]``, snapshots.
 """
 
 from __future__ import annotations
 
+import copy
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +94,36 @@ _RAMP_FRACTION = 0.6  # share of the control period over which joint targets are
 # Which entry of a geom's size is its half height: sphere radius, cylinder half length, box z half size.
 _HALF_HEIGHT_INDEX = {mujoco.mjtGeom.mjGEOM_SPHERE: 0, mujoco.mjtGeom.mjGEOM_CYLINDER: 1, mujoco.mjtGeom.mjGEOM_BOX: 2}
 _WARNINGS = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL)
+_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION  # everything mj_step reads: it is a deterministic function of it
+PROGRESS_FRACTION_CAP = 0.99  # a stage's fraction stays below 1 until its predicate holds
+
+
+@dataclass
+class TabletopState:
+    """A snapshot of a :class:`TabletopEnv` (see :meth:`TabletopEnv.get_state`).
+
+    MuJoCo computes positions, contacts and the other derived quantities at the start of ``mj_step``, so after a
+    control step they describe the state one physics sub-step before ``physics``; ``pre_physics`` is that earlier
+    integration state, and restoring re-runs the one sub-step to rebuild them exactly. It is ``None`` when the
+    derived quantities were last computed from ``physics`` itself (after ``mj_forward``).
+    """
+
+    task: str
+    physics: np.ndarray
+    pre_physics: np.ndarray | None
+    warnings: np.ndarray  # (mjNWARNING, 2) int: MuJoCo's warning counters (number, lastinfo)
+    grip_cmd: float
+    stages_done: int
+    step_count: int
+    task_params: dict
+    rest_height: dict[str, float]
+    instruction: str
+    embedding: np.ndarray
+    rng_state: dict
+    rng_seed: int | None = None
+
+    def copy(self) -> TabletopState:
+        return copy.deepcopy(self)
 
 
 class TabletopEnv(gym.Env):
@@ -84,6 +151,9 @@ class TabletopEnv(gym.Env):
         self._rest_height: dict[str, float] = {}
         self._grip_cmd = 0.0
         self._stages_done = 0
+        self._step_count = 0
+        # Integration state one sub-step before the current one, or None when the derived quantities are current.
+        self._pre_physics: np.ndarray | None = None
         self.instruction = ""
         self._embedding = np.zeros(512, dtype=np.float32)
 
@@ -116,7 +186,7 @@ class TabletopEnv(gym.Env):
         adr = self._joint_qpos(name)
         self.data.qpos[adr:adr + 3] = pos
         self.data.qvel[self.model.jnt_dofadr[self.model.joint(name).id]:][:6] = 0.0
-        mujoco.mj_forward(self.model, self.data)
+        self._forward()
 
     def object_pos(self, name: str) -> np.ndarray:
         """(3,) world position of an object's body."""
@@ -137,7 +207,7 @@ class TabletopEnv(gym.Env):
     def set_drawer_opening(self, drawer: str, opening: float) -> None:
         """Set a drawer's opening in metres."""
         self.data.qpos[self._joint_qpos(f"drawer_{drawer}")] = opening
-        mujoco.mj_forward(self.model, self.data)
+        self._forward()
 
     def drawer_pos(self, drawer: str) -> np.ndarray:
         """(3,) world position of the drawer's frame (front-bottom-centre of the drawer box)."""
@@ -178,9 +248,12 @@ class TabletopEnv(gym.Env):
         self._grip_cmd = 0.0
         self.arm.set_joint_positions(q, 0.0)
         mujoco.mj_forward(self.model, self.data)
-        for _ in range(50):  # let the objects settle on the table
+        for i in range(50):  # let the objects settle on the table
+            if i == 49:
+                self._pre_physics = self._physics_state()
             mujoco.mj_step(self.model, self.data)
         self._stages_done = 0
+        self._step_count = 0
         self._advance_stages()
         from worldmodel.language import embed_instruction
 
@@ -204,7 +277,10 @@ class TabletopEnv(gym.Env):
         for i in range(self.n_substeps):
             alpha = min(1.0, (i + 1) / ramp)
             self.data.ctrl[self.arm.act_idx] = (1 - alpha) * q_start + alpha * q_target
+            if i == self.n_substeps - 1:
+                self._pre_physics = self._physics_state()
             mujoco.mj_step(self.model, self.data)
+        self._step_count += 1
         warnings_after = sum(int(self.data.warning[w].number) for w in _WARNINGS)
 
         unstable = None
@@ -221,7 +297,7 @@ class TabletopEnv(gym.Env):
         if truncated:
             info["truncation_reason"] = unstable
             mujoco.mj_resetData(self.model, self.data)  # keep the returned observation finite
-            mujoco.mj_forward(self.model, self.data)
+            self._forward()
         reward = 1.0 if success and not success_before else 0.0
         return self._obs(), reward, bool(success), truncated, info
 
@@ -235,7 +311,87 @@ class TabletopEnv(gym.Env):
             self._renderer.close()
             self._renderer = None
 
+    # --- snapshots -------------------------------------------------------------------------------------------
+    def get_state(self) -> TabletopState:
+        """Snapshot everything the next :meth:`step` depends on (see :class:`TabletopState`)."""
+        warnings = np.array([[w.number, w.lastinfo] for w in self.data.warning], dtype=np.int64)
+        return TabletopState(
+            task=self.task.name,
+            physics=self._physics_state(),
+            pre_physics=None if self._pre_physics is None else self._pre_physics.copy(),
+            warnings=warnings,
+            grip_cmd=float(self._grip_cmd),
+            stages_done=int(self._stages_done),
+            step_count=int(self._step_count),
+            task_params=copy.deepcopy(self.task.params),
+            rest_height=dict(self._rest_height),
+            instruction=self.instruction,
+            embedding=self._embedding.copy(),
+            rng_state=copy.deepcopy(self.np_random.bit_generator.state),
+            rng_seed=getattr(self, "_np_random_seed", None),
+        )
+
+    def set_state(self, state: TabletopState) -> None:
+        """Restore a snapshot from :meth:`get_state` of this env or of another env of the same task.
+
+        Raises:
+            ValueError: the snapshot is of another task, or does not fit this model.
+        """
+        if state.task != self.task.name:
+            raise ValueError(f"snapshot of task {state.task!r} cannot be restored into a {self.task.name!r} env")
+        size = mujoco.mj_stateSize(self.model, _STATE_SPEC)
+        if state.physics.shape != (size,):
+            raise ValueError(f"snapshot physics state has shape {state.physics.shape}, this model needs ({size},)")
+        if state.pre_physics is None:
+            mujoco.mj_setState(self.model, self.data, state.physics, _STATE_SPEC)
+            mujoco.mj_forward(self.model, self.data)
+            self._pre_physics = None
+        else:
+            # Re-run the last sub-step so that positions, contacts, etc. are exactly as they were.
+            mujoco.mj_setState(self.model, self.data, state.pre_physics, _STATE_SPEC)
+            mujoco.mj_step(self.model, self.data)
+            if not np.array_equal(self._physics_state(), state.physics):
+                raise ValueError("snapshot does not reproduce on this model (was it taken from another scene?)")
+            self._pre_physics = state.pre_physics.copy()
+        for w, (number, lastinfo) in zip(self.data.warning, state.warnings, strict=True):
+            w.number, w.lastinfo = int(number), int(lastinfo)
+        self._grip_cmd = float(state.grip_cmd)
+        self._stages_done = int(state.stages_done)
+        self._step_count = int(state.step_count)
+        self.task.params = copy.deepcopy(state.task_params)
+        self._rest_height = dict(state.rest_height)
+        self.instruction = state.instruction
+        self._embedding = state.embedding.copy()
+        self.np_random.bit_generator.state = copy.deepcopy(state.rng_state)
+        if state.rng_seed is not None or hasattr(self, "_np_random_seed"):
+            self._np_random_seed = state.rng_seed
+
+    def observation(self) -> dict[str, Any]:
+        """The observation of the current state (as :meth:`step` would return it), e.g. after :meth:`set_state`."""
+        return self._obs()
+
+    def info(self) -> dict[str, Any]:
+        """The ``info`` dict of the current state."""
+        return self._info()
+
+    def progress(self) -> float:
+        """Dense task progress in [0, num_stages] (see the module docstring)."""
+        n = len(self.task.stage_names)
+        if self._stages_done >= n:
+            return float(n)
+        frac = float(self.task.stage_fraction(self, self._stages_done))
+        return self._stages_done + min(max(frac, 0.0), PROGRESS_FRACTION_CAP)
+
     # --- internals -------------------------------------------------------------------------------------------
+    def _physics_state(self) -> np.ndarray:
+        state = np.empty(mujoco.mj_stateSize(self.model, _STATE_SPEC))
+        mujoco.mj_getState(self.model, self.data, state, _STATE_SPEC)
+        return state
+
+    def _forward(self) -> None:
+        mujoco.mj_forward(self.model, self.data)
+        self._pre_physics = None
+
     def _advance_stages(self) -> None:
         predicates = self.task.predicates()
         while self._stages_done < len(predicates) and predicates[self._stages_done](self):
@@ -269,7 +425,9 @@ class TabletopEnv(gym.Env):
             "stage_names": list(self.task.stage_names),
             "task": self.task.name,
             "instruction": self.instruction,
+            "progress": self.progress(),
+            "step": self._step_count,
         }
 
 
-__all__ = ["TabletopEnv", "ACTION_LOW", "ACTION_HIGH"]
+__all__ = ["TabletopEnv", "TabletopState", "ACTION_LOW", "ACTION_HIGH"]

@@ -26,6 +26,7 @@ CARRY_Z = 0.16
 HANDLE = np.array([-0.05, 0.0, 0.045])  # vertical handle bar centre in the drawer frame (see tabletop.xml)
 ROT_TOL = 0.06  # radians
 OPEN_ENOUGH = 0.17  # drawer opening (m) that leaves room to drop the apple in
+JOINT_MARGIN = 0.1  # radians: a planned wrist turn must keep the joints this far inside their limits
 
 
 def _rz(yaw: float) -> np.ndarray:
@@ -128,11 +129,7 @@ class ScriptedPolicy:
         xy = point()[:2].copy()
         if beside is not None:
             d = np.asarray(beside)[:2] - xy
-            rot = self.env.arm.ee_pose()[1]
-            current = float(np.arctan2(rot[1, 0], rot[0, 0]))  # heading up to pi, which the mod-pi step ignores
-            yaw = float(np.arctan2(d[1], d[0]))
-            yaw = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2  # the nearer of the two equivalent yaws
-            self._rot = _rz(yaw) @ DOWN
+            self._rot = _rz(self._reachable_yaw(float(np.arctan2(d[1], d[0])), np.append(xy, release_z))) @ DOWN
         yield from self.move(lambda: self._ee() * [1, 1, 0] + [0, 0, carry_z], CLOSE, tol=0.02)
         yield from self.move(lambda: np.append(xy, carry_z), CLOSE, tol=0.015)
         yield from self.move(lambda: np.append(xy, release_z), CLOSE, tol=0.01)
@@ -210,6 +207,24 @@ class ScriptedPolicy:
         # Low enough for the pads to hold the object, high enough for the palm to clear its top.
         p = self.env.object_pos(obj)
         return np.array([p[0], p[1], max(p[2], self.env.object_top(obj) - 0.045, 0.03)])
+
+    def _reachable_yaw(self, yaw: float, pos: np.ndarray) -> float:
+        """Of the two hand yaws equivalent to ``yaw`` (the fingers are symmetric: yaw mod pi), the one reached by the
+        smaller wrist turn, unless IK from the current joints says that it ends within ``JOINT_MARGIN`` of a joint
+        limit at ``pos`` (the wrist would stall there, short of the orientation); then the turn the other way."""
+        arm = self.env.arm
+        rot = arm.ee_pose()[1]
+        # The hand's yaw in the form _rz(yaw) @ DOWN, whose first column is -(cos yaw, sin yaw, 0).
+        current = float(np.arctan2(-rot[1, 0], -rot[0, 0]))
+        nearer = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2
+        other = nearer - np.pi if nearer >= current else nearer + np.pi
+        q = self.env.data.qpos[arm.qpos_idx].copy()
+        low, high = arm.jnt_range[:, 0] + JOINT_MARGIN, arm.jnt_range[:, 1] - JOINT_MARGIN
+        for candidate in (nearer, other):
+            solution = arm.solve_ik(pos, _rz(candidate) @ DOWN, q, iters=100)
+            if np.all((solution > low) & (solution < high)):
+                return float(candidate)
+        return float(nearer)
 
     def _handle(self, drawer: str) -> np.ndarray:
         return self.env.drawer_pos(drawer) + HANDLE
