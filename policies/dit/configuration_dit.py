@@ -18,7 +18,7 @@ class DiTPolicyConfig:
         execute_steps: actions executed before sampling again (None: the whole chunk).
         sampling_steps: flow-sampler steps per decision.
         ema: use the EMA weights.
-        num_threads: torch CPU threads (0: leave torch's setting).
+        num_threads: torch CPU threads; 1 avoids OpenMP contention on shared CPUs (0: leave torch's setting).
     """
 
     checkpoint: str | None = None
@@ -27,7 +27,7 @@ class DiTPolicyConfig:
     execute_steps: int | None = None
     sampling_steps: int = 8
     ema: bool = True
-    num_threads: int = 0
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

@@ -68,9 +68,10 @@ def test_registry_and_configs():
     with pytest.raises(ValueError, match="unknown dit policy keys"):
         make_policy("dit", env=None, checkpoint="x", method="cem")
     with pytest.raises(ValueError, match="unknown planner policy keys"):
-        PlannerPolicyConfig.from_flat({"bogus": 1})
+        make_policy("planner", env=None, checkpoint="x", method="cem")  # the search settings are nested
+    with pytest.raises(ValueError, match="unknown planner config keys"):
+        PlannerPolicyConfig(planner={"bogus": 1})
     with pytest.raises(ValueError, match="planner.method"):
-        PlannerPolicyConfig.from_flat({"method": "astar"})
-    cfg = PlannerPolicyConfig.from_flat({"checkpoint": "x", "method": "mppi", "num_candidates": 8})
+        PlannerPolicyConfig(planner={"method": "astar"})
+    cfg = PlannerPolicyConfig(checkpoint="x", planner={"method": "mppi", "num_candidates": 8})
     assert cfg.planner.method == "mppi" and cfg.planner.num_candidates == 8
-    assert PlannerPolicyConfig.from_flat(cfg.to_flat()) == cfg

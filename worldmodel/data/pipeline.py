@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodel.data.clips import ClipConfig, ClipDataset, ClipLoader
+from worldmodel.data.config import data_config
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
@@ -53,7 +54,7 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
     """
     cfg = clip_config(data_cfg)
     path, name, version = dataset_path(data_cfg), data_cfg.get("name"), data_cfg.get("version")
-    strict = bool(data_cfg.get("strict", True))
+    strict = data_config(data_cfg).strict
     stats_opened = None
     if stats is None and not cfg.video_only:
         dataset = stats_opened = open_rlds(path, name, version, strict=strict)
@@ -61,5 +62,5 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
         stats = load_or_compute_stats(dataset, cache, max_episodes=data_cfg.get("stats_max_episodes"))
     clips = ClipDataset(path, cfg, stats, rank=rank, world_size=world_size, name=name, version=version,
                         strict=strict, verify_shards=stats_opened is None)
-    loader = ClipLoader(clips, batch_size, int(data_cfg.get("num_workers", 0)), **loader_kwargs)
+    loader = ClipLoader(clips, batch_size, data_config(data_cfg).num_workers, **loader_kwargs)
     return loader, stats

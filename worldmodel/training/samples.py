@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from worldmodel.data.clips import ClipDataset
+from worldmodel.data.config import data_config
 from worldmodel.data.pipeline import clip_config, dataset_path
 from worldmodel.data.stats import ActionStats
 from worldmodel.objectives import GenerationContext, generate
@@ -26,7 +27,7 @@ def validation_clip(data_cfg: Any, stats: ActionStats | None) -> dict[str, torch
     """
     cfg = dataclasses.replace(clip_config(data_cfg), shuffle=False, epochs=1)
     clips = ClipDataset(dataset_path(data_cfg), cfg, stats, rank=0, world_size=1, name=data_cfg.get("name"),
-                        version=data_cfg.get("version"), strict=bool(data_cfg.get("strict", True)),
+                        version=data_cfg.get("version"), strict=data_config(data_cfg).strict,
                         verify_shards=False)
     for clip in clips:
         return {k: v for k, v in clip.items() if k in ("frames", "language", "actions")}
