@@ -15,7 +15,7 @@ import numpy as np
 
 from policies.dit.modeling_dit import DiTPolicy, load_world_model
 from policies.planner.configuration_planner import PlannerPolicyConfig
-from worldmodel.planner import Planner
+from worldmodel.planner import make_planner
 
 
 class PlannerPolicy(DiTPolicy):
@@ -42,7 +42,7 @@ class PlannerPolicy(DiTPolicy):
         cfg = self.config
         if world_model is None:
             world_model = load_world_model(cfg.checkpoint, cfg.device, cfg.ema)
-        self.planner = Planner(world_model, cfg.planner)
+        self.planner = make_planner(world_model, cfg.planner)
         self._timings: list[dict[str, float]] = []
         self._setup(world_model, seed)
 

@@ -33,6 +33,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from worldmodel.data.reader import RLDSDataset, episode_actions, open_rlds
 from worldmodel.data.stats import ActionStats
+from worldmodel.io import pixels_to_model
 
 
 @dataclass
@@ -224,8 +225,7 @@ class ClipDataset(IterableDataset):
         k, f, length = cfg.context_frames, cfg.future_frames, ep["length"]
         frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
         # numpy, not torch: tiny elementwise torch ops in workers pay for thread-pool wake-ups
-        frames = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (K+F, 3, H, W)
-        frames_t = torch.from_numpy(frames / np.float32(127.5) - np.float32(1.0))
+        frames_t = torch.from_numpy(np.ascontiguousarray(pixels_to_model(frames)))  # (K+F, 3, H, W)
         steps = np.arange(start + k, start + k + f)
         sample = {
             "frames": frames_t,
