@@ -12,9 +12,9 @@ from worldmodel import WorldModel
 
 SMALL = {
     "dit": dict(sampling_steps=2, execute_steps=1),
-    "planner": dict(num_candidates=4, horizon=2, sampling_steps=2, execute_steps=2),
-    "planner-cem": dict(method="cem", num_candidates=4, elites=2, iterations=1, horizon=2, sampling_steps=1,
-                        execute_steps=1),
+    "planner": dict(planner=dict(num_candidates=4, horizon=2, sampling_steps=2, execute_steps=2)),
+    "planner-cem": dict(planner=dict(method="cem", num_candidates=4, elites=2, iterations=1, horizon=2,
+                                     sampling_steps=1, execute_steps=1)),
 }
 
 
