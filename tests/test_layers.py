@@ -44,7 +44,7 @@ def test_planner_core_does_not_import_its_adapter() -> None:
 
 
 def test_planner_takes_callables_only() -> None:
-    from worldmodel.planner import Planner, PlanFns, make_planner
+    from worldmodel.planner import PlanFns, Planner, make_planner
     from worldmodel.world_model import WorldModel
 
     wm = WorldModel.random("tiny", seed=0)
@@ -55,7 +55,6 @@ def test_planner_takes_callables_only() -> None:
 
 def test_action_bounds_agree_with_the_env() -> None:
     from envs.tabletop import ACTION_HIGH, ACTION_LOW
-
     from worldmodel import io
 
     np.testing.assert_array_equal(io.ACTION_LOW, ACTION_LOW)
