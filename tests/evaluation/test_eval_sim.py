@@ -32,7 +32,10 @@ def test_eval_sim_writes_lerobot_style_json(tmp_path, capsys):
     assert [e["seed"] for e in info["per_episode"]] == [7, 8, 7, 8]
     assert [e["task"] for e in info["per_episode"]] == ["PickCan"] * 2 + ["CloseDrawer"] * 2
     pick = info["per_task"]["PickCan"]
-    assert pick["n_episodes"] == 2 and pick["pc_success"] == 100.0
+    assert pick["n_episodes"] == 2 and pick["pc_success"] == 100.0 and pick["n_success"] == 2
+    overall = info["overall"]
+    assert overall["n_success"] == sum(e["success"] for e in info["per_episode"])
+    assert overall["pc_success"] == 100.0 * overall["n_success"] / overall["n_episodes"]
     assert set(pick["pc_stage_success"]) == {"grasp", "lift"}
     assert pick["ci95"][0] < 100.0 <= pick["ci95"][1]
     assert info["overall"]["n_episodes"] == 4

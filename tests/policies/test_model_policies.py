@@ -50,7 +50,7 @@ def test_model_policies_act_in_the_env(world_model, name):
     assert not video[0][:, 60:].any()  # nothing imagined before the first decision
     assert any(v[:, 60:].any() for v in video[1:])  # then the imagined frame for that moment
     stats = policy.episode_stats()
-    execute = SMALL[name]["execute_steps"]
+    execute = SMALL[name].get("planner", SMALL[name])["execute_steps"]
     assert stats["decisions"] == -(-4 // execute) == len(stats["decision_ms"])
     assert 0 < stats["decision_ms_p50"] <= stats["decision_ms_p95"]
     if kind == "planner":

@@ -1,7 +1,7 @@
 """``worldmodel eval sim``: run a policy closed-loop on the tabletop tasks and write ``eval_info.json``.
 
 The output follows LeRobot's ``eval_info.json`` shape: ``per_episode`` records and ``per_task.<Task>`` aggregates
-(``pc_success``, ``n_episodes``, a 95 % Wilson interval and per-stage success rates), plus ``overall``.
+(``pc_success``, ``n_success``, ``n_episodes``, a 95 % Wilson interval and per-stage success rates), plus ``overall``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def _run_job(job: tuple) -> EpisodeResult:
 
 
 def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -> dict[str, Any]:
-    """Per-task and overall success rates with 95 % Wilson intervals (percentages), plus decision latency
+    """Per-task and overall success counts (``n_success`` of ``n_episodes``) and rates with 95 % Wilson intervals
+    (percentages), plus decision latency
     p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``)."""
     per_task: dict[str, Any] = {}
     for task in dict.fromkeys(r.task for r in results):
@@ -103,6 +104,7 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
         names = stage_names[task]
         per_task[task] = {
             "pc_success": 100.0 * k / n,
+            "n_success": k,
             "n_episodes": n,
             "ci95": [100.0 * lo, 100.0 * hi],
             "stage_names": names,
@@ -114,7 +116,7 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
         }
     n, k = len(results), sum(r.success for r in results)
     lo, hi = wilson_interval(k, n)
-    return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_episodes": n,
+    return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_success": k, "n_episodes": n,
                                               "ci95": [100.0 * lo, 100.0 * hi], **_latency(results)}}
 
 
