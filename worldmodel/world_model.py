@@ -1,4 +1,5 @@
-"""``WorldModel``: a trained ``VideoActionDiT`` behind four small verbs in env units (DESIGN §3, §6).
+"""``WorldModel``: a trained ``VideoActionDiT`` behind four small verbs in env units (docs/architecture.md,
+"The four verbs" and "Planning").
 
 * ``propose(frames, language, n, steps)``: ``policy`` verb: n action chunks (RT-1 units) and the futures the
   model imagined jointly with them;

@@ -5,7 +5,8 @@ A clip is a window of K + F consecutive steps of one episode starting at step ``
 
 - ``frames`` (K+F, 3, H, W) float32 in [-1, 1]: observations ``s … s+K+F-1``, resized to the model resolution;
 - ``actions`` (F, 7) float32, normalised by :class:`~worldmodel.data.stats.ActionStats`: action ``i`` is the
-  step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (DESIGN §2); absent when video-only;
+  step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (docs/architecture.md, "Actions and
+  pixels"); absent when video-only;
 - ``language`` (512,) float32: the episode's ``natural_language_embedding``;
 - ``progress`` (F,) float32: ``(s+K+i) / (T-1)``, the progress of each future frame;
 - ``clip_id`` (2,) int64: (episode index, start step);

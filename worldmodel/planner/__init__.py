@@ -1,4 +1,5 @@
-"""Planning with the world model (DESIGN §6): imagine the futures of candidate action chunks, score, act.
+"""Planning with the world model: imagine the futures of candidate action chunks, score, act
+(docs/architecture.md, "Planning").
 
 ``make_planner(world_model, PlannerConfig(method="best_of_n" | "cem" | "mppi")).plan(frames, language, goal)``
 returns a :class:`PlanResult`. The :class:`Planner` sees the model only through :class:`PlanFns` (propose,

@@ -1,6 +1,7 @@
 """Sampling-based planning over action chunks: best-of-N, CEM and MPPI, batched over candidates.
 
-The planner sees a world model only through three callables (STYLE 5), bundled in :class:`PlanFns`:
+The planner sees a world model only through three callables, bundled in :class:`PlanFns` (docs/architecture.md,
+"Planning"):
 
 * ``propose(ctx, n, horizon, steps, generator) -> (actions (n, T, A), frames (n, T, ...))``: the policy's
   proposals and the futures it imagined with them;
