@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,7 @@ from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
 STATS_FILE = "action_stats.json"
-_CLIP_FIELDS = ("context_frames", "future_frames", "stride", "image_size", "video_only", "shuffle",
-                "shuffle_buffer", "block_episodes", "seed", "epochs")
+_CLIP_FIELDS = tuple(f.name for f in fields(ClipConfig))
 
 
 def clip_config(data_cfg: Any) -> ClipConfig:

@@ -1,19 +1,7 @@
 """Writing checkpoints: atomic directories under ``<run_dir>/checkpoints/``.
 
-Reading them (:func:`load_checkpoint`, :func:`resolve_checkpoint`, ...) is :mod:`worldmodel.io`, shared with
-inference and re-exported here. Layout of one checkpoint (``step_00001000/``)::
-
-    model.safetensors      student weights (fp32, unsharded)
-    ema.safetensors        EMA weights: the Self-Flow teacher and the weights to evaluate / plan with
-    projector.safetensors  Self-Flow projector (student side)
-    progress.safetensors   progress head (fine-tuning with ``train.progress_weight > 0`` only; its shape is
-                           ``meta["progress_head"]``)
-    optimizer.pt           AdamW state (unsharded)
-    trainer_state.pt       step, LR scheduler, EMA update count, and per rank: RNG states (python, numpy, torch,
-                           CUDA, the training generator) and the data-stream position
-    config.yaml            the resolved run config
-    meta.json              step, mode, model config, action statistics, world size, progress head config
-                           (written last)
+Reading them (:func:`load_checkpoint`, :func:`resolve_checkpoint`, ...) and the layout of one checkpoint
+directory are :mod:`worldmodel.io`, shared with inference; the readers are re-exported here.
 
 A checkpoint is written into ``.tmp-step_…`` and renamed into place, so ``step_*`` directories are always
 complete; ``resume=auto`` only considers those (and checks their files), never a temp directory.
