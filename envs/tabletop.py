@@ -18,7 +18,7 @@ shape other than (7,) raise ``ValueError``. The commanded closedness ``g`` is ke
 |---|---|---|
 | ``image`` | (H, W, 3) uint8 | head camera, ``image_size=(H, W)``, default (256, 320) as RT-1 |
 | ``natural_language_instruction`` | str | e.g. ``"pick coke can"`` |
-| ``natural_language_embedding`` | (512,) float32 | :func:`worldmodel.language.embed_instruction` of the instruction |
+| ``natural_language_embedding`` | (512,) float32 | :func:`envs.language.embed_instruction` of the instruction     |
 | ``base_pose_tool_reached`` | (7,) float32 | end-effector position (m, base frame) + quaternion (x, y, z, w) |
 | ``gripper_closed`` | (1,) float32 | measured closedness, 0 open … 1 closed |
 
@@ -255,7 +255,7 @@ class TabletopEnv(gym.Env):
         self._stages_done = 0
         self._step_count = 0
         self._advance_stages()
-        from worldmodel.language import embed_instruction
+        from envs.language import embed_instruction
 
         self._embedding = np.asarray(embed_instruction(self.instruction), dtype=np.float32)
         return self._obs(), self._info()

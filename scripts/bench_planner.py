@@ -22,11 +22,11 @@ import torch
 import yaml
 
 from worldmodel import WorldModel
-from worldmodel.planner import METHODS, Planner, PlannerConfig
+from worldmodel.planner import METHODS, PlannerConfig, make_planner
 
 
 def bench(wm: WorldModel, config: PlannerConfig, decisions: int, warmup: int, dtype: str) -> dict[str, float]:
-    planner = Planner(wm, config)
+    planner = make_planner(wm, config)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (wm.context_frames, 256, 320, 3), dtype=np.uint8)
     language = rng.normal(size=512).astype(np.float32)

@@ -12,7 +12,8 @@ checkpointed every ``--eval-every`` steps. Then, per run:
 * closed-loop success of the ``dit`` and ``planner`` policies on the six tasks (``worldmodel eval sim``,
   the same episode seeds for every run).
 
-Writes ``<out>/results.json``, ``<out>/results.md`` (tables) and ``<out>/compare_objectives.png`` (plot).
+Writes ``<out>/results.json``, ``<out>/results.md`` (tables) and ``<out>/compare_objectives.png`` (plot); the
+summary, table and plot are :mod:`worldmodel.evaluation.compare`, this script only runs the commands.
 Every stage skips what an earlier invocation already finished, so a stopped comparison is continued by running
 the same command again. Runs go ``--jobs`` at a time, one torch thread each; their logs are in ``<out>/logs``.
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -35,10 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-TASKS = ["PickCan", "MoveNear", "OpenDrawer", "CloseDrawer", "OpenDrawerPlaceApple", "StoreApple"]
-TASK_LIST = "[" + ",".join(TASKS) + "]"
-LABELS = {"selfflow": "Self-Flow", "fm": "flow matching"}
-COLORS = {"selfflow": "tab:blue", "fm": "tab:orange"}
+from worldmodel.evaluation.compare import CompareSettings, plot, run_name, summarize, write_table
+
 _PRINT = threading.Lock()
 
 
@@ -84,7 +82,7 @@ def dataset_ready(root: Path) -> bool:
 # ------------------------------------------------------------------------------------------------- stages
 def make_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     train, val = out / "data" / "train", out / "data" / "val"
-    common = [f"tasks={TASK_LIST}", f"image_size=[{args.height},{args.width}]", f"policy.noise={args.noise}",
+    common = [f"image_size=[{args.height},{args.width}]", f"policy.noise={args.noise}",
               "workers=2", "progress=false", "overwrite=true"]
     for root, episodes, seed in ((train, args.episodes, 0), (val, args.val_episodes, 100_000)):
         if dataset_ready(root):
@@ -94,10 +92,6 @@ def make_data(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
         worldmodel(["data", "sim", f"out={root}", f"episodes={episodes}", f"seed={seed}", *common],
                    out / "logs" / f"data_{root.name}.log")
     return train, val
-
-
-def run_name(objective: str, seed: int) -> str:
-    return f"{objective}_seed{seed}"
 
 
 def train_runs(args: argparse.Namespace, out: Path, data: Path) -> dict[str, float]:
@@ -178,7 +172,7 @@ def closed_loop(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Path
             evals[name] = {}
             for policy, episodes, extra in (
                 ("dit", args.dit_episodes, []),
-                ("planner", args.planner_episodes, [f"policy.num_candidates={args.candidates}"]),
+                ("planner", args.planner_episodes, [f"planner.num_candidates={args.candidates}"]),
             ):
                 if episodes <= 0:
                     continue
@@ -189,145 +183,11 @@ def closed_loop(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Path
                     continue
                 jobs.append((f"eval {name} {policy}", [
                     "eval", "sim", f"policy={policy}", f"checkpoint={out / 'runs' / name}", *extra,
-                    f"eval.tasks={TASK_LIST}", f"eval.episodes={episodes}", f"eval.seed={args.eval_seed}",
+                    f"eval.episodes={episodes}", f"eval.seed={args.eval_seed}",
                     f"eval.out={target}", f"eval.image_size=[{args.height},{args.width}]", "eval.videos=false",
                     "eval.workers=1"], out / "logs" / f"eval_{name}_{policy}.log"))
     parallel(jobs, args.jobs)
     return evals
-
-
-# ------------------------------------------------------------------------------------------------ summary
-def summarize(args: argparse.Namespace, out: Path, offline: dict[str, dict[str, Any]],
-              evals: dict[str, dict[str, Path]], minutes: dict[str, float]) -> dict[str, Any]:
-    import numpy as np
-
-    from worldmodel.evaluation.stats import wilson_interval
-
-    per_objective: dict[str, Any] = {}
-    for objective in args.objectives:
-        names = [run_name(objective, s) for s in args.seeds]
-        final = {verb: [offline[n]["curve"][-1][verb]["flow"] for n in names] for verb in ("dynamics", "policy")}
-        row: dict[str, Any] = {
-            "val_flow_dynamics": final["dynamics"], "val_flow_policy": final["policy"],
-            "psnr": [offline[n]["imagination"]["psnr"] for n in names],
-            "ssim": [offline[n]["imagination"]["ssim"] for n in names],
-        }
-        for policy in ("dit", "planner"):
-            infos = [json.loads((evals[n][policy] / "eval_info.json").read_text()) for n in names
-                     if policy in evals[n]]
-            if not infos:
-                continue
-            per_task = {}
-            for task in TASKS:
-                wins = sum(round(i["per_task"][task]["pc_success"] * i["per_task"][task]["n_episodes"] / 100)
-                           for i in infos)
-                n = sum(i["per_task"][task]["n_episodes"] for i in infos)
-                per_task[task] = {"successes": wins, "episodes": n}
-            wins = sum(t["successes"] for t in per_task.values())
-            n = sum(t["episodes"] for t in per_task.values())
-            low, high = wilson_interval(wins, n)
-            row[policy] = {"successes": wins, "episodes": n, "pc_success": 100 * wins / n,
-                           "ci95": [100 * low, 100 * high], "per_task": per_task,
-                           "decision_ms_p50": float(np.median([i["overall"]["decision_ms_p50"] for i in infos]))}
-        per_objective[objective] = row
-    return {"per_objective": per_objective, "runs": offline, "train_minutes": minutes,
-            "settings": dict(vars(args)),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"}
-
-
-def mean_std(values: list[float], fmt: str) -> str:
-    import numpy as np
-
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{format(float(np.mean(values)), fmt)} ± {format(float(np.std(values, ddof=1)), fmt)}"
-
-
-def write_table(summary: dict[str, Any], args: argparse.Namespace, out: Path, command: str) -> Path:
-    lines = [
-        "# Self-Flow vs flow matching", "",
-        f"`{command}`", "",
-        f"Model `{args.model}`, {args.steps} fine-tuning steps from scratch, batch 16, seeds {args.seeds} "
-        f"(mean ± std over seeds); {args.episodes} training episodes, held-out: {args.val_episodes} episodes "
-        f"({summary['runs'][run_name(args.objectives[0], args.seeds[0])]['n_val_clips']} clips). "
-        f"Machine: {summary['machine']}.", "",
-        "| objective | val flow loss, dynamics | val flow loss, policy | PSNR dB (dynamics, "
-        f"{args.horizon} steps) | SSIM | dit success | planner success |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for objective, row in summary["per_objective"].items():
-        cells = [LABELS.get(objective, objective), mean_std(row["val_flow_dynamics"], ".4f"),
-                 mean_std(row["val_flow_policy"], ".4f"), mean_std(row["psnr"], ".2f"), mean_std(row["ssim"], ".3f")]
-        for policy in ("dit", "planner"):
-            p = row.get(policy)
-            cells.append("—" if p is None else
-                         f"{p['successes']}/{p['episodes']} = {p['pc_success']:.1f} % "
-                         f"[{p['ci95'][0]:.1f}, {p['ci95'][1]:.1f}]")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Success per task (successes / episodes, pooled over seeds):", "",
-              "| objective | policy | " + " | ".join(TASKS) + " |", "|---|---|" + "---|" * len(TASKS)]
-    for objective, row in summary["per_objective"].items():
-        for policy in ("dit", "planner"):
-            if policy in row:
-                t = row[policy]["per_task"]
-                lines.append(f"| {LABELS.get(objective, objective)} | {policy} | "
-                             + " | ".join(f"{t[k]['successes']}/{t[k]['episodes']}" for k in TASKS) + " |")
-    lines += ["", "Per run (final checkpoint):", "",
-              "| run | val flow dynamics | val flow policy | PSNR | SSIM | train minutes |",
-              "|---|---|---|---|---|---|"]
-    for name, run in summary["runs"].items():
-        last = run["curve"][-1]
-        minutes = summary["train_minutes"].get(f"train {name}")
-        lines.append(f"| {name} | {last['dynamics']['flow']:.4f} | {last['policy']['flow']:.4f} | "
-                     f"{run['imagination']['psnr']:.2f} | {run['imagination']['ssim']:.3f} | "
-                     f"{'—' if minutes is None else f'{minutes:.1f}'} |")
-    lines += ["", "![Self-Flow vs flow matching](compare_objectives.png)", ""]
-    path = out / "results.md"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def plot(summary: dict[str, Any], args: argparse.Namespace, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for run in summary["runs"].values():
-        objective = run["objective"]
-        steps = [row["step"] for row in run["curve"]]
-        for ax, verb in zip(axes[:2], ("dynamics", "policy"), strict=True):
-            ax.plot(steps, [row[verb]["flow"] for row in run["curve"]], color=COLORS.get(objective), marker="o",
-                    ms=3, label=f"{LABELS.get(objective, objective)}, seed {run['seed']}",
-                    linestyle="-" if run["seed"] == args.seeds[0] else "--")
-        axes[2].plot(range(1, args.horizon + 1), run["imagination"]["psnr_per_step"], color=COLORS.get(objective),
-                     marker="o", linestyle="-" if run["seed"] == args.seeds[0] else "--",
-                     label=f"{LABELS.get(objective, objective)}, seed {run['seed']}")
-    for ax, verb in zip(axes[:2], ("dynamics", "policy"), strict=True):
-        ax.set(title=f"held-out flow loss, {verb} verb", xlabel="training step", ylabel="vanilla FM loss")
-        ax.legend(fontsize=7)
-    axes[2].set(title="imagined vs real (dynamics, open loop)", xlabel="future step", ylabel="PSNR (dB)")
-    axes[2].legend(fontsize=7)
-    width, x = 0.38, np.arange(2)
-    for i, (objective, row) in enumerate(summary["per_objective"].items()):
-        rates, errs = [], [[], []]
-        for policy in ("dit", "planner"):
-            p = row.get(policy, {"pc_success": 0.0, "ci95": [0.0, 0.0]})
-            rates.append(p["pc_success"])
-            errs[0].append(max(0.0, p["pc_success"] - p["ci95"][0]))
-            errs[1].append(max(0.0, p["ci95"][1] - p["pc_success"]))
-        axes[3].bar(x + (i - 0.5) * width, rates, width, yerr=errs, capsize=3, color=COLORS.get(objective),
-                    label=LABELS.get(objective, objective))
-    axes[3].set(title="closed-loop success, six tasks (95 % CI)", xticks=x, xticklabels=["dit", "planner"],
-                ylabel="success (%)", ylim=(0, 100))
-    axes[3].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "compare_objectives.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main() -> int:
@@ -371,11 +231,12 @@ def main() -> int:
     log("4/5 closed-loop evaluation (dit, planner)")
     evals = closed_loop(args, out)
     log("5/5 summary")
-    summary = summarize(args, out, offline, evals, minutes)
+    settings = CompareSettings.from_options(args)
+    summary = summarize(settings, offline, evals, minutes)
     summary["command"] = command
     (out / "results.json").write_text(json.dumps(summary, indent=1))
-    png = plot(summary, args, out)
-    table = write_table(summary, args, out, command)
+    png = plot(summary, settings, out)
+    table = write_table(summary, settings, out, command)
     log(f"done in {(time.perf_counter() - start) / 60:.1f} min: {table}, {png}")
     print(table.read_text())
     return 0

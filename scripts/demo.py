@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-TASKS = "[PickCan,MoveNear,OpenDrawer,CloseDrawer,OpenDrawerPlaceApple,StoreApple]"
-
 
 def stage(title: str, args: list[str], log: list[str]) -> None:
     """Run one ``worldmodel`` command, streaming its output; stop the demo if it fails."""
@@ -63,7 +61,7 @@ def main() -> int:
     log: list[str] = []
     start = time.perf_counter()
 
-    stage("1/5 simulated RT-1 data", ["data", "sim", f"out={data}", f"episodes={args.episodes}", f"tasks={TASKS}",
+    stage("1/5 simulated RT-1 data", ["data", "sim", f"out={data}", f"episodes={args.episodes}",
                                       "image_size=[64,80]", "policy.noise=0.1", "workers=2"], log)
     train = ["data=sim", f"data.dir={data}", "model=demo", "train=demo", "logger=none",
              "train.sample_every=400", "train.ckpt_every=400"]
@@ -76,11 +74,11 @@ def main() -> int:
         ("scripted", args.scripted_episodes, ["policy=scripted"]),
         ("dit", args.model_episodes, ["policy=dit", f"checkpoint={ft}"]),
         ("planner", args.model_episodes, ["policy=planner", f"checkpoint={ft}",
-                                          f"policy.num_candidates={args.candidates}"]),
+                                          f"planner.num_candidates={args.candidates}"]),
     ):
         evals[name] = out / "eval" / name
         stage(f"4/5 closed-loop evaluation: {name}", [
-            "eval", "sim", *extra, f"eval.tasks={TASKS}", f"eval.episodes={episodes}", "eval.seed=1000",
+            "eval", "sim", *extra, f"eval.episodes={episodes}", "eval.seed=1000",
             f"eval.out={evals[name]}", "eval.image_size=[64,80]", f"eval.videos={str(name != 'scripted').lower()}",
             f"eval.workers={1 if name == 'scripted' else 2}"], log)
 

@@ -5,22 +5,24 @@ Every sub-command is a hydra config under ``configs/`` plus a function taking th
     worldmodel eval sim policy=scripted eval.tasks=[PickCan] eval.episodes=5
     worldmodel <command words...> [hydra overrides...]
 
-Unknown keys, bad values and missing inputs end the command with one line on stderr and exit code 2.
+Unknown keys, values of the wrong type (``train.steps=abc``), out-of-range values and missing inputs end the
+command with one line on stderr and exit code 2, whichever way it is started: ``worldmodel ...``,
+``python -m worldmodel.cli ...`` or ``torchrun ... -m worldmodel.cli ...``. The defaults of every key are the
+config dataclasses' (:mod:`worldmodel.config_store`); ``configs/`` holds presets and overrides.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from worldmodel.config_utils import config_dir
+from worldmodel.errors import UserError
 
-class UserError(Exception):
-    """A problem with the user's input (config, paths, data): printed as one line, exit code 2."""
+__all__ = ["COMMANDS", "Command", "UserError", "compose", "config_dir", "main"]
 
 
 @dataclass(frozen=True)
@@ -46,28 +48,28 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def config_dir() -> Path:
-    """Directory holding the hydra configs (``$WORLDMODEL_CONFIG_DIR`` or the repository's ``configs/``)."""
-    env = os.environ.get("WORLDMODEL_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
-    if not path.is_dir():
-        raise UserError(f"config directory {path} not found; set WORLDMODEL_CONFIG_DIR to the repo's configs/")
-    return path
-
-
 def compose(config: str, overrides: list[str]) -> DictConfig:
-    """Compose a primary config with hydra overrides; unknown keys are errors (struct mode)."""
+    """Compose a primary config with hydra overrides and validate it.
+
+    Raises:
+        UserError: an unknown key or a value of the wrong type (naming the key).
+        ValueError: a value out of its range (from the group's config dataclass, naming the field).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from worldmodel import config_store
+
+    config_store.register(config)
     try:
         with initialize_config_dir(version_base=None, config_dir=str(config_dir())):
             cfg = hydra_compose(config_name=config, overrides=overrides)
+        OmegaConf.set_struct(cfg, True)
+        config_store.validate(config, cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(f"bad config override: {str(exc).splitlines()[0]}") from exc
-    OmegaConf.set_struct(cfg, True)
+        raise UserError(f"bad config: {config_store.config_error(exc)}") from exc
     return cfg
 
 

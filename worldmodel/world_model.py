@@ -1,4 +1,5 @@
-"""``WorldModel``: a trained ``VideoActionDiT`` behind four small verbs in env units (DESIGN §3, §6).
+"""``WorldModel``: a trained ``VideoActionDiT`` behind four small verbs in env units (docs/architecture.md,
+"The four verbs" and "Planning").
 
 * ``propose(frames, language, n, steps)``: ``policy`` verb: n action chunks (RT-1 units) and the futures the
   model imagined jointly with them;
@@ -31,14 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worldmodel.data.stats import ActionStats
+from worldmodel.io import (  # noqa: F401  (PROGRESS_FILE: re-exported for callers)
+    ACTION_HIGH,
+    ACTION_LOW,
+    PROGRESS_FILE,
+    load_checkpoint,
+    model_to_pixels,
+    pixels_to_model,
+)
 from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig, clean_frame_states, default_block
 from worldmodel.objectives.sampling import GenerationContext, generate
-
-# The env's action bounds (envs.tabletop.ACTION_LOW/HIGH), repeated so that the model needs no MuJoCo.
-ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
-ACTION_HIGH = -ACTION_LOW
-PROGRESS_FILE = "progress.safetensors"  # = worldmodel.training.checkpoint.PROGRESS_FILE (the trainer writes it)
 
 
 @dataclass
@@ -90,7 +94,7 @@ class WorldModel:
                         seed: int = 0) -> WorldModel:
         """Load a world model from a training checkpoint.
 
-        Uses :func:`worldmodel.training.load_checkpoint` (weights, resolved config, action statistics) and, when
+        Uses :func:`worldmodel.io.load_checkpoint` (weights, resolved config, action statistics) and, when
         the checkpoint holds one, the progress head: ``progress.safetensors`` plus ``meta["progress_head"]``
         (a :class:`ProgressHeadConfig` dict).
 
@@ -100,8 +104,6 @@ class WorldModel:
             ema: use the EMA weights (recommended) instead of the raw student weights.
             seed: seed of the default generator.
         """
-        from worldmodel.training import load_checkpoint
-
         loaded = load_checkpoint(path, ema=ema, device=device)  # loads the head when both files are present
         return cls(loaded.model, loaded.action_stats, loaded.config, loaded.progress_head, seed=seed).to(device)
 
@@ -170,7 +172,7 @@ class WorldModel:
         if x.dtype != torch.uint8 or x.ndim < 3 or x.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (..., H, W, 3), got {x.dtype} {tuple(x.shape)}")
         lead = x.shape[:-3]
-        x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (M, 3, H, W)
+        x = pixels_to_model(x.reshape(-1, *x.shape[-3:]))  # (M, 3, H, W)
         size = (self.cfg.frame_height, self.cfg.frame_width)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
@@ -182,8 +184,8 @@ class WorldModel:
         x = frames.reshape(-1, *frames.shape[-3:]).float()
         if size is not None and tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-        x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-        return x.reshape(*lead, *x.shape[1:]).cpu().numpy()
+        x = model_to_pixels(x)  # (M, H, W, 3)
+        return x.reshape(*lead, *x.shape[1:])
 
     def context(self, frames: Any) -> Tensor:
         """Model-space context (B, K, 3, h, w) from uint8 (K', H, W, 3) or (B, K', H, W, 3) frames: the last K
@@ -322,7 +324,8 @@ class WorldModel:
                 res = generate(self.model, "dynamics", GenerationContext(cur, f, given, cond, guidance), steps, gen)
                 actions_out.append(given)
             # an action-only model imagines nothing: its "future" is shown black
-            frames = res.frames.clamp(-1, 1) if res.frames is not None else -cur.new_ones(cur.shape[0], f, *cur.shape[2:])
+            frames = res.frames.clamp(-1, 1) if res.frames is not None else \
+                -cur.new_ones(cur.shape[0], f, *cur.shape[2:])
             frames_out.append(frames)
             cur = torch.cat([cur, frames], dim=1)[:, -k:]
             cond = replace(cond, state=None)

@@ -18,7 +18,7 @@ class DiTPolicyConfig:
         execute_steps: actions executed before sampling again (None: the whole chunk).
         sampling_steps: flow-sampler steps per decision.
         ema: use the EMA weights.
-        num_threads: torch CPU threads (0: leave torch's setting).
+        num_threads: torch CPU threads; 1 avoids OpenMP contention on shared CPUs (0: leave torch's setting).
         guidance: classifier-free guidance scale on the instruction (1: off; needs a model trained with
             ``objective.language_dropout``).
         gripper_threshold: the env integrates the gripper command (``g <- clip(g + a, 0, 1)``), so small sampled
@@ -34,7 +34,7 @@ class DiTPolicyConfig:
     execute_steps: int | None = None
     sampling_steps: int = 8
     ema: bool = True
-    num_threads: int = 0
+    num_threads: int = 1
     guidance: float = 1.0
     gripper_threshold: float = 0.5
     condition_on_observation: bool = True

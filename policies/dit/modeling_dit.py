@@ -40,7 +40,7 @@ def load_world_model(checkpoint: str | None, device: str = "auto", ema: bool = T
     """
     if not checkpoint:
         raise ValueError("policy.checkpoint is required: worldmodel eval sim policy=<dit|planner> checkpoint=PATH")
-    from worldmodel.training import resolve_checkpoint
+    from worldmodel.io import resolve_checkpoint
     from worldmodel.world_model import WorldModel
 
     dev = resolve_device(device)

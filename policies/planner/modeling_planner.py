@@ -8,13 +8,14 @@ latency statistics are shared with :class:`~policies.dit.DiTPolicy` (the same mo
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
 
 from policies.dit.modeling_dit import DiTPolicy, load_world_model
 from policies.planner.configuration_planner import PlannerPolicyConfig
-from worldmodel.planner import Planner
+from worldmodel.planner import make_planner
 
 
 class PlannerPolicy(DiTPolicy):
@@ -22,7 +23,8 @@ class PlannerPolicy(DiTPolicy):
 
     Args:
         env: the env (unused, kept for the shared factory signature).
-        config: :class:`PlannerPolicyConfig`; flat keyword overrides (``checkpoint=...``, ``method="cem"``) too.
+        config: :class:`PlannerPolicyConfig`; keyword overrides of its fields too (``checkpoint=...``,
+            ``planner={"method": "cem"}``).
         world_model: an already built :class:`worldmodel.WorldModel` (instead of ``config.checkpoint``).
         seed: default seed of the planner's noise.
     """
@@ -30,12 +32,17 @@ class PlannerPolicy(DiTPolicy):
     def __init__(self, env: Any = None, config: PlannerPolicyConfig | None = None, world_model: Any = None,
                  seed: int | None = None, **overrides: Any) -> None:
         del env
-        base = (config or PlannerPolicyConfig()).to_flat()
-        self.config = PlannerPolicyConfig.from_flat({**base, **overrides})
+        base = config or PlannerPolicyConfig()
+        known = {f.name for f in fields(PlannerPolicyConfig)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown planner policy keys {sorted(unknown)}; allowed: {sorted(known)} (the search "
+                             "settings go in `planner`: a PlannerConfig or a mapping of its fields)")
+        self.config = replace(base, **overrides)
         cfg = self.config
         if world_model is None:
             world_model = load_world_model(cfg.checkpoint, cfg.device, cfg.ema)
-        self.planner = Planner(world_model, cfg.planner)
+        self.planner = make_planner(world_model, cfg.planner)
         self._timings: list[dict[str, float]] = []
         self._setup(world_model, seed)
 

@@ -151,16 +151,14 @@ def test_nan_actions(tmp_path):
 
 
 def test_release_layout_through_the_rt1_config(tmp_path):
-    """configs/data/rt1.yaml + data.dir=<root> → stats cached in the run dir → clips."""
-    from omegaconf import OmegaConf
-
-    from worldmodel.cli import config_dir
+    """data=rt1 (composed by hydra) + data.dir=<root> → stats cached in the run dir → clips."""
+    from worldmodel.cli import compose
     from worldmodel.data import build_clip_loader
 
     root = tmp_path / "tensorflow_datasets"
     write_dataset((synthetic_episode(i, 6) for i in range(4)), root, schema.DATASET_NAME, progress=False)
-    cfg = OmegaConf.load(config_dir() / "data" / "rt1.yaml")
-    cfg.dir, cfg.num_workers, cfg.image_size = str(root), 0, [32, 40]
+    cfg = compose("finetune_rt1", ["data=rt1", f"data.dir={root}", "data.num_workers=0",
+                                   "model=tiny"]).data  # tiny: 32x40 clips
     loader, stats = build_clip_loader(cfg, batch_size=2, run_dir=tmp_path / "run")
     assert (tmp_path / "run" / "action_stats.json").is_file() and stats.count == 4 * 6
     batch = next(iter(loader))

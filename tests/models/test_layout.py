@@ -1,4 +1,4 @@
-"""Token layout, verbs (DESIGN §3) and patchify."""
+"""Token layout, verbs (docs/architecture.md, "The four verbs") and patchify."""
 
 from __future__ import annotations
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -44,7 +42,6 @@ def one_thread():
 @pytest.mark.parametrize("selfflow", [False, True])
 def test_tiny_overfits_one_clip(selfflow: bool, one_thread) -> None:
     torch.manual_seed(0)
-    start = time.perf_counter()
     model = build_model("tiny")
     projector = Projector(model.cfg.hidden)
     cfg = ObjectiveConfig(selfflow=selfflow)
@@ -67,9 +64,8 @@ def test_tiny_overfits_one_clip(selfflow: bool, one_thread) -> None:
         opt.step()
         ema.update(model)
     after = eval_loss()
-    elapsed = time.perf_counter() - start
+    # What is asserted is learning, not speed: a wall-clock bound only measures how busy the machine is.
     assert after < before / 10, f"flow loss {before:.4f} -> {after:.4f}"
-    assert elapsed < 60, f"took {elapsed:.0f} s"
     if selfflow:
         assert float(loss.cosine) > 0.5  # the projector learned to match the teacher
 

@@ -1,4 +1,4 @@
-"""Flow-matching and Self-Flow losses (DESIGN §4)."""
+"""Flow-matching and Self-Flow losses (docs/architecture.md, "Objectives")."""
 
 from __future__ import annotations
 

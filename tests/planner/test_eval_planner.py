@@ -10,7 +10,7 @@ import pytest
 from worldmodel.cli import main
 
 FAST = {
-    "planner": ["policy.num_candidates=4", "policy.horizon=2", "policy.sampling_steps=1", "policy.execute_steps=2"],
+    "planner": ["planner.num_candidates=4", "planner.horizon=2", "planner.sampling_steps=1", "planner.execute_steps=2"],
     "dit": ["policy.sampling_steps=1"],
 }
 
@@ -25,6 +25,8 @@ def test_eval_sim_with_a_checkpoint(tmp_path, write_tiny_checkpoint, policy):
     assert rc == 0
     info = json.loads((out / "eval_info.json").read_text())
     assert info["policy"]["checkpoint"] == str(ckpt)
+    if policy == "planner":  # the planner group reaches the policy
+        assert info["policy"]["planner"]["num_candidates"] == 4
     episode = info["per_episode"][0]
     assert 0 < episode["steps"] <= 80  # PickCan's step limit
     assert episode["extras"]["decisions"] == len(episode["extras"]["decision_ms"]) > 0

@@ -9,7 +9,7 @@ import torch
 from worldmodel import WorldModel
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 from worldmodel.objectives.progress import progress_loss
-from worldmodel.planner import METHODS, Planner, PlannerConfig
+from worldmodel.planner import METHODS, PlannerConfig, make_planner
 from worldmodel.world_model import ACTION_HIGH, ACTION_LOW
 
 
@@ -75,7 +75,7 @@ def test_checkpoint_round_trip(tmp_path, frames, language, write_tiny_checkpoint
 def test_plan_returns_documented_shapes_in_rt1_units(tiny_world_model, frames, language, method):
     cfg = PlannerConfig(method=method, num_candidates=6, horizon=3, sampling_steps=2, iterations=1, elites=2,
                         goal_weight=0.5)
-    result = Planner(tiny_world_model, cfg).plan(frames, language, goal_frame=frames[-1])
+    result = make_planner(tiny_world_model, cfg).plan(frames, language, goal_frame=frames[-1])
     assert result.actions.shape == (3, 7) and result.actions.dtype == np.float32
     assert np.all(result.actions >= ACTION_LOW) and np.all(result.actions <= ACTION_HIGH)
     assert result.imagined_frames.shape == (3, 48, 60, 3) and result.imagined_frames.dtype == np.uint8

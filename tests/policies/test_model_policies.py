@@ -12,9 +12,9 @@ from worldmodel import WorldModel
 
 SMALL = {
     "dit": dict(sampling_steps=2, execute_steps=1),
-    "planner": dict(num_candidates=4, horizon=2, sampling_steps=2, execute_steps=2),
-    "planner-cem": dict(method="cem", num_candidates=4, elites=2, iterations=1, horizon=2, sampling_steps=1,
-                        execute_steps=1),
+    "planner": dict(planner=dict(num_candidates=4, horizon=2, sampling_steps=2, execute_steps=2)),
+    "planner-cem": dict(planner=dict(method="cem", num_candidates=4, elites=2, iterations=1, horizon=2,
+                                     sampling_steps=1, execute_steps=1)),
 }
 
 
@@ -50,7 +50,7 @@ def test_model_policies_act_in_the_env(world_model, name):
     assert not video[0][:, 60:].any()  # nothing imagined before the first decision
     assert any(v[:, 60:].any() for v in video[1:])  # then the imagined frame for that moment
     stats = policy.episode_stats()
-    execute = SMALL[name]["execute_steps"]
+    execute = SMALL[name].get("planner", SMALL[name])["execute_steps"]
     assert stats["decisions"] == -(-4 // execute) == len(stats["decision_ms"])
     assert 0 < stats["decision_ms_p50"] <= stats["decision_ms_p95"]
     if kind == "planner":
@@ -68,12 +68,13 @@ def test_registry_and_configs():
     with pytest.raises(ValueError, match="unknown dit policy keys"):
         make_policy("dit", env=None, checkpoint="x", method="cem")
     with pytest.raises(ValueError, match="unknown planner policy keys"):
-        PlannerPolicyConfig.from_flat({"bogus": 1})
+        make_policy("planner", env=None, checkpoint="x", method="cem")  # the search settings are nested
+    with pytest.raises(ValueError, match="unknown planner config keys"):
+        PlannerPolicyConfig(planner={"bogus": 1})
     with pytest.raises(ValueError, match="planner.method"):
-        PlannerPolicyConfig.from_flat({"method": "astar"})
-    cfg = PlannerPolicyConfig.from_flat({"checkpoint": "x", "method": "mppi", "num_candidates": 8})
+        PlannerPolicyConfig(planner={"method": "astar"})
+    cfg = PlannerPolicyConfig(checkpoint="x", planner={"method": "mppi", "num_candidates": 8})
     assert cfg.planner.method == "mppi" and cfg.planner.num_candidates == 8
-    assert PlannerPolicyConfig.from_flat(cfg.to_flat()) == cfg
 
 
 @pytest.mark.parametrize(("raw", "threshold", "executed"), [

@@ -17,7 +17,7 @@ from worldmodel.data.synthetic import synthetic_episode
 from worldmodel.data.writer import write_dataset
 from worldmodel.models import build_model
 from worldmodel.models.progress import ProgressHeadConfig
-from worldmodel.planner import Planner, PlannerConfig
+from worldmodel.planner import PlannerConfig, make_planner
 from worldmodel.training import list_checkpoints, load_checkpoint
 from worldmodel.training.checkpoint import PROGRESS_FILE
 from worldmodel.world_model import PROGRESS_FILE as WM_PROGRESS_FILE
@@ -77,7 +77,7 @@ def test_world_model_scores_with_the_trained_head(finetuned) -> None:
     assert p.shape == (2, 3) and p.dtype == np.float32 and np.all((p >= 0) & (p <= 1))
     # the planner scores imagined futures with it
     cfg = PlannerConfig(num_candidates=3, horizon=2, sampling_steps=1, smoothness_weight=0.0)
-    result = Planner(wm, cfg).plan(frames[0], language)
+    result = make_planner(wm, cfg).plan(frames[0], language)
     assert result.scores.shape == (3,) and np.all((result.scores >= 0) & (result.scores <= 1))
 
 

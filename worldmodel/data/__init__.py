@@ -1,4 +1,7 @@
-"""RT-1 RLDS data: schema, sim→RLDS writer, tfds reader, clip dataset and action statistics (DESIGN §5)."""
+"""RT-1 RLDS data: schema, sim→RLDS writer, tfds reader, clip dataset and action statistics.
+
+See docs/architecture.md, "Data".
+"""
 
 from worldmodel.data.clips import ClipConfig, ClipDataset, ClipLoader, decode_frame, shard_range
 from worldmodel.data.pipeline import build_clip_loader, clip_config

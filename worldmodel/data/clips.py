@@ -5,7 +5,8 @@ A clip is a window of K + F consecutive steps of one episode starting at step ``
 
 - ``frames`` (K+F, 3, H, W) float32 in [-1, 1]: observations ``s … s+K+F-1``, resized to the model resolution;
 - ``actions`` (F, 7) float32, normalised by :class:`~worldmodel.data.stats.ActionStats`: action ``i`` is the
-  step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (DESIGN §2); absent when video-only;
+  step ``s+K-1+i`` action, the one that moves frame ``K-1+i`` to ``K+i`` (docs/architecture.md, "Actions and
+  pixels"); absent when video-only;
 - ``language`` (512,) float32: the episode's ``natural_language_embedding``;
 - ``instruction`` (L, 384) float32 when ``instruction_tokens = L > 0``: per-wordpiece states of the episode's
   ``natural_language_instruction`` (:func:`worldmodel.language.instruction_tokens`, zero rows = padding);
@@ -37,6 +38,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from worldmodel.data.reader import RLDSDataset, episode_actions, episode_states, open_rlds
 from worldmodel.data.stats import ActionStats
+from worldmodel.io import pixels_to_model
 
 
 @dataclass
@@ -54,7 +56,8 @@ class ClipConfig:
         block_episodes: consecutive episodes read as one block; blocks are the unit of the per-epoch shuffle.
         seed: stream seed.
         epochs: epochs per ``iter()``; None: endless (each worker advances its own epochs).
-        instruction_tokens: L, yield ``instruction`` token states (0: none).
+        instruction_tokens: L, yield ``instruction`` token states (0: none). The trainer sets this and ``state``
+            from the model config (``model.instruction_tokens``, ``model.state_dim``): the model decides.
         state: yield the normalised robot ``state`` of the context frames.
         clips_per_episode: 0: every start ``0, stride, 2·stride, …`` of every episode (long episodes weigh
             more); n > 0: n starts drawn uniformly per episode and epoch, so every episode weighs the same and
@@ -257,8 +260,7 @@ class ClipDataset(IterableDataset):
         k, f, length = cfg.context_frames, cfg.future_frames, ep["length"]
         frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
         # numpy, not torch: tiny elementwise torch ops in workers pay for thread-pool wake-ups
-        frames = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32)  # (K+F, 3, H, W)
-        frames_t = torch.from_numpy(frames / np.float32(127.5) - np.float32(1.0))
+        frames_t = torch.from_numpy(np.ascontiguousarray(pixels_to_model(frames)))  # (K+F, 3, H, W)
         steps = np.arange(start + k, start + k + f)
         sample = {
             "frames": frames_t,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from worldmodel.data.clips import ClipConfig, ClipDataset, ClipLoader
+from worldmodel.data.config import data_config
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
 STATS_FILE = "action_stats.json"
-_CLIP_FIELDS = ("context_frames", "future_frames", "stride", "image_size", "video_only", "shuffle",
-                "shuffle_buffer", "block_episodes", "seed", "epochs", "clips_per_episode",
-                "max_episodes")
+_CLIP_FIELDS = tuple(f.name for f in fields(ClipConfig))
 
 
 def clip_config(data_cfg: Any) -> ClipConfig:
@@ -55,7 +55,7 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
     """
     cfg = clip_config(data_cfg) if clip_cfg is None else clip_cfg
     path, name, version = dataset_path(data_cfg), data_cfg.get("name"), data_cfg.get("version")
-    strict = bool(data_cfg.get("strict", True))
+    strict = data_config(data_cfg).strict
     stats_opened = None
     if stats is None and not cfg.video_only:
         dataset = stats_opened = open_rlds(path, name, version, strict=strict)
@@ -66,5 +66,5 @@ def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None
                          "checkpoint) have none: set model.state_dim=0 or train from a fresh run")
     clips = ClipDataset(path, cfg, stats, rank=rank, world_size=world_size, name=name, version=version,
                         strict=strict, verify_shards=stats_opened is None)
-    loader = ClipLoader(clips, batch_size, int(data_cfg.get("num_workers", 0)), **loader_kwargs)
+    loader = ClipLoader(clips, batch_size, data_config(data_cfg).num_workers, **loader_kwargs)
     return loader, stats

@@ -21,7 +21,7 @@ IMAGE_SHAPE = (256, 320, 3)  # (H, W, C) of steps/observation/image, JPEG-encode
 EMBEDDING_DIM = 512
 ACTION_DIM = 7  # world_vector (3) + rotation_delta (3) + gripper_closedness_action (1): what the model sees
 
-# Names and order of the 7 model action dims (DESIGN §2).
+# Names and order of the 7 model action dims (docs/architecture.md, "Actions and pixels").
 ACTION_KEYS: tuple[tuple[str, int], ...] = (
     ("world_vector", 3),
     ("rotation_delta", 3),

@@ -113,12 +113,12 @@ def _check_config(cfg: Any) -> dict[str, Any]:
     size = tuple(int(v) for v in cfg.image_size)
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"image_size must be [H, W] with H, W >= 16, got {list(cfg.image_size)}")
-    max_steps = cfg.get("max_steps")
+    max_steps = cfg.max_steps
     if max_steps is not None and int(max_steps) < 1:
         raise ValueError(f"max_steps must be >= 1 or null, got {max_steps}")
     c.update(tasks=tasks, policy=str(cfg.policy.name), noise=float(cfg.policy.noise), image_size=size,
-             max_steps=None if max_steps is None else int(max_steps), num_shards=cfg.get("num_shards"),
-             start_method=str(cfg.get("start_method", "spawn")), progress=bool(cfg.get("progress", True)))
+             max_steps=None if max_steps is None else int(max_steps), num_shards=cfg.num_shards,
+             start_method=str(cfg.start_method), progress=bool(cfg.progress))
     return c
 
 

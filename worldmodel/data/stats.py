@@ -1,4 +1,5 @@
-"""Action statistics and normalisation (DESIGN §2): 6 arm dims by 1 %/99 % quantiles to [-1, 1], gripper raw.
+"""Action statistics and normalisation: 6 arm dims by 1 %/99 % quantiles to [-1, 1], gripper raw
+(docs/architecture.md, "Actions and pixels").
 
 Stats come from one streaming pass over the episodes (images are not decoded), are cached as JSON next to the
 run (dataset directories may be read-only), and serialise to a plain dict so checkpoints can embed them.

@@ -22,9 +22,9 @@ from torch import nn
 
 from worldmodel.data.clips import ClipConfig, ClipDataset
 from worldmodel.data.stats import ActionStats
+from worldmodel.io import model_to_pixels as to_uint8
 from worldmodel.objectives import ObjectiveConfig
 from worldmodel.objectives.losses import FlowBatch, flow_matching_loss
-from worldmodel.training.samples import to_uint8
 
 
 def heldout_clips(data_dir: str | Path, stats: ActionStats, context_frames: int, future_frames: int,

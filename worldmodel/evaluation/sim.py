@@ -1,7 +1,7 @@
 """``worldmodel eval sim``: run a policy closed-loop on the tabletop tasks and write ``eval_info.json``.
 
 The output follows LeRobot's ``eval_info.json`` shape: ``per_episode`` records and ``per_task.<Task>`` aggregates
-(``pc_success``, ``n_episodes``, a 95 % Wilson interval and per-stage success rates), plus ``overall``.
+(``pc_success``, ``n_success``, ``n_episodes``, a 95 % Wilson interval and per-stage success rates), plus ``overall``.
 """
 
 from __future__ import annotations
@@ -21,34 +21,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from worldmodel.evaluation.config import EvalConfig
 from worldmodel.evaluation.stats import wilson_interval
-
-
-@dataclass
-class EvalConfig:
-    """Settings of one evaluation (the ``eval`` group of ``configs/eval_sim.yaml``)."""
-
-    tasks: list[str] = field(default_factory=lambda: ["PickCan"])
-    episodes: int = 10
-    seed: int = 1000
-    out: str = "outputs/eval"
-    videos: bool = False
-    image_size: tuple[int, int] = (256, 320)
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        import envs
-
-        if not self.tasks:
-            raise ValueError("eval.tasks must name at least one task")
-        self.tasks = [envs.task_name(str(t)) for t in self.tasks]  # short names; ValueError naming an unknown one
-        if self.episodes < 1:
-            raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
-        if self.workers < 1:
-            raise ValueError(f"eval.workers must be >= 1, got {self.workers}")
-        if len(self.image_size) != 2 or min(self.image_size) < 8:
-            raise ValueError(f"eval.image_size must be [H, W] with both >= 8, got {list(self.image_size)}")
-        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
 
 
 @dataclass
@@ -119,7 +93,8 @@ def _run_job(job: tuple) -> EpisodeResult:
 
 
 def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -> dict[str, Any]:
-    """Per-task and overall success rates with 95 % Wilson intervals (percentages), plus decision latency
+    """Per-task and overall success counts (``n_success`` of ``n_episodes``) and rates with 95 % Wilson intervals
+    (percentages), plus decision latency
     p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``)."""
     per_task: dict[str, Any] = {}
     for task in dict.fromkeys(r.task for r in results):
@@ -129,6 +104,7 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
         names = stage_names[task]
         per_task[task] = {
             "pc_success": 100.0 * k / n,
+            "n_success": k,
             "n_episodes": n,
             "ci95": [100.0 * lo, 100.0 * hi],
             "stage_names": names,
@@ -140,7 +116,7 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
         }
     n, k = len(results), sum(r.success for r in results)
     lo, hi = wilson_interval(k, n)
-    return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_episodes": n,
+    return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_success": k, "n_episodes": n,
                                               "ci95": [100.0 * lo, 100.0 * hi], **_latency(results)}}
 
 
@@ -211,6 +187,8 @@ def run(cfg: DictConfig) -> int:
     eval_cfg = EvalConfig(**OmegaConf.to_container(cfg.eval, resolve=True))
     # Model policies read the top-level `checkpoint` through their own yaml (`${oc.select:checkpoint,null}`).
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    if policy_cfg["name"] == "planner" and "planner" in cfg:  # the search settings are their own group
+        policy_cfg["planner"] = OmegaConf.to_container(cfg.planner, resolve=True)
     info = evaluate(eval_cfg, policy_cfg)
     print(format_table(info))
     print(f"wrote {Path(eval_cfg.out) / 'eval_info.json'}")

@@ -1,11 +1,12 @@
-"""Model configuration and size presets (mirrored one-to-one by ``configs/model/<preset>.yaml``)."""
+"""Model configuration; the size presets are the files ``configs/model/<preset>.yaml`` (read by :data:`PRESETS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from worldmodel.config_utils import from_mapping
+from worldmodel.config_utils import from_mapping, load_preset, preset_names
 
 PREDICTIONS = ("velocity", "x")
 
@@ -122,39 +123,32 @@ class ModelConfig:
         return from_mapping(cls, values, "model")
 
 
-_RT1 = dict(frame_height=256, frame_width=320, patch=16, context_frames=2, future_frames=4)
+class _Presets(Mapping[str, ModelConfig]):
+    """The size presets, read from ``configs/model/*.yaml`` on first use (the files are the only copy).
 
-PRESETS: dict[str, ModelConfig] = {
-    # Unit tests: small frames, a few hundred thousand parameters.
-    "tiny": ModelConfig(
-        name="tiny",
-        hidden=64,
-        depth=4,
-        heads=4,
-        patch=8,
-        frame_height=32,
-        frame_width=40,
-        context_frames=1,
-        future_frames=2,
-    ),
-    # The CPU demo, sized by measurement (docs/model.md): >= 5,000 Self-Flow steps in <= 15 min at batch 16.
-    "demo": ModelConfig(
-        name="demo",
-        hidden=160,
-        depth=4,
-        heads=4,
-        patch=16,
-        frame_height=64,
-        frame_width=80,
-        context_frames=1,
-        future_frames=2,
-    ),
-    # DiT/SiT sizes at RT-1 resolution (256x320, 16x16 patches: 320 tokens per frame).
-    "S": ModelConfig(name="S", hidden=384, depth=12, heads=6, **_RT1),
-    "B": ModelConfig(name="B", hidden=768, depth=12, heads=12, **_RT1),
-    "L": ModelConfig(name="L", hidden=1024, depth=24, heads=16, **_RT1),
-    "XL": ModelConfig(name="XL", hidden=1152, depth=28, heads=16, **_RT1),
-}
+    ``tiny`` (unit tests), ``demo`` (the CPU demo, sized by measurement: docs/model.md), and DiT's ``S``, ``B``,
+    ``L``, ``XL`` widths and depths at RT-1 resolution (256x320, 16x16 patches: 320 tokens per frame).
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, ModelConfig] = {}
+
+    def _load(self) -> dict[str, ModelConfig]:
+        if not self._cache:
+            self._cache = {name: ModelConfig(**load_preset("model", name)) for name in preset_names("model")}
+        return self._cache
+
+    def __getitem__(self, name: str) -> ModelConfig:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+PRESETS: Mapping[str, ModelConfig] = _Presets()
 
 
 def get_config(preset: str, **overrides: Any) -> ModelConfig:

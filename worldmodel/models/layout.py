@@ -1,4 +1,4 @@
-"""Token layout of one sample and the four verbs (DESIGN §3).
+"""Token layout of one sample and the four verbs (docs/architecture.md, "The four verbs").
 
 A sample is one token sequence: the patches of ``K`` context frames and ``F`` future frames (frame-major,
 then row, then column), followed by ``F`` action tokens when the sample has actions (action ``i`` moves

@@ -22,7 +22,7 @@ from worldmodel.models.layout import TokenLayout, Tokens, patchify
 
 def default_block(depth: int) -> int:
     """The block whose output the head reads: ``round(0.7·depth)``, Self-Flow's teacher layer, the layer the
-    representation loss shapes into features (DESIGN §4)."""
+    representation loss shapes into features (docs/architecture.md, "Objectives")."""
     return max(1, min(depth, round(0.7 * depth)))
 
 

@@ -16,7 +16,8 @@ def _default_verbs() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """Flow matching with optional Self-Flow (DESIGN §4). ``selfflow=False`` is exactly vanilla flow matching.
+    """Flow matching with optional Self-Flow (docs/architecture.md, "Objectives"); ``selfflow=False`` is exactly
+    vanilla flow matching.
 
     Attributes:
         selfflow: add the Self-Flow representation loss (dual timesteps + EMA teacher).

@@ -1,4 +1,5 @@
-"""Vanilla flow matching and Self-Flow (DESIGN §4) as named loss functions returning :class:`LossOutput`.
+"""Vanilla flow matching and Self-Flow as named loss functions returning :class:`LossOutput`
+(docs/architecture.md, "Objectives").
 
 Random numbers are drawn in a fixed order — t, noise, then (Self-Flow only) s and the token mask — so that
 with the same generator Self-Flow at ``R_M = 0`` feeds the student exactly what vanilla flow
@@ -192,7 +193,8 @@ def flow_matching_loss(
 def selfflow_inputs(
     batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None = None
 ) -> SelfFlowInputs:
-    """Draw t, noise, s and the token mask, and build student and teacher inputs (DESIGN §4 steps 1-2)."""
+    """Draw t, noise, s and the token mask, and build student and teacher inputs (docs/architecture.md,
+    "Objectives")."""
     t, eps, clean = _draw_t_eps(batch, cfg, generator)
     b, n = batch.generated.shape
     device = batch.generated.device

@@ -1,6 +1,7 @@
 """The linear probability path and training-time samplers.
 
-Convention (DESIGN §2): ``x_t = t·x + (1 - t)·eps``, t = 1 clean, t = 0 noise, velocity ``v = x - eps``.
+Convention (docs/architecture.md, "Time convention"): ``x_t = t·x + (1 - t)·eps``, t = 1 clean, t = 0 noise,
+velocity ``v = x - eps``.
 All functions take per-token times ``t`` of shape (B, N) and act on :class:`~worldmodel.models.Tokens`.
 """
 

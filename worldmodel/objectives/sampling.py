@@ -1,8 +1,8 @@
 """Euler ODE / Euler–Maruyama SDE samplers over generated tokens, and ``generate`` for the four verbs.
 
-Solvers take a velocity callable ``velocity_fn(x_t: Tokens, t: (B, N)) -> Tokens`` (STYLE 2); clean tokens are
-re-selected from the input with ``torch.where`` at every step, so they come out bit-for-bit unchanged. All
-generated tokens share one t, stepping from 0 (noise) to 1 (clean).
+Solvers take a velocity callable ``velocity_fn(x_t: Tokens, t: (B, N)) -> Tokens`` (docs/architecture.md,
+"Objectives"); clean tokens are re-selected from the input with ``torch.where`` at every step, so they come
+out bit-for-bit unchanged. All generated tokens share one t, stepping from 0 (noise) to 1 (clean).
 """
 
 from __future__ import annotations

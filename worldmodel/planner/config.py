@@ -25,8 +25,8 @@ class PlannerConfig:
             units of the population's cost spread, so it does not depend on the cost's scale.
         init_std: floor of the Gaussian's std, as a fraction of each action dim's scale (keeps the search open
             when the proposals agree).
-        reimagine: re-imagine the proposals with the ``dynamics`` verb (DESIGN §6) instead of scoring the frames
-            the ``policy`` verb imagined jointly with them (cheaper, same model).
+        reimagine: re-imagine the proposals with the ``dynamics`` verb (docs/architecture.md, "Planning")
+            instead of scoring the frames the ``policy`` verb imagined jointly with them (cheaper, same model).
         execute_steps: actions of a plan the ``planner`` policy executes before replanning (1..horizon).
         progress_weight: weight of the predicted task progress at the end of the imagined horizon (a reward).
         goal_weight: weight of the distance between the last imagined frame and the goal frame in the model's

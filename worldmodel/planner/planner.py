@@ -1,6 +1,7 @@
 """Sampling-based planning over action chunks: best-of-N, CEM and MPPI, batched over candidates.
 
-The planner sees a world model only through three callables (STYLE 5), bundled in :class:`PlanFns`:
+The planner sees a world model only through three callables, bundled in :class:`PlanFns` (docs/architecture.md,
+"Planning"):
 
 * ``propose(ctx, n, horizon, steps, generator) -> (actions (n, T, A), frames (n, T, ...))``: the policy's
   proposals and the futures it imagined with them;
@@ -119,25 +120,27 @@ class _Population:
 class Planner:
     """Imagine the futures of candidate action chunks, score them, return the best.
 
+    The planner sees callables only (:class:`PlanFns`), never a model: it is tested on a toy cost with a known
+    optimum, and :func:`~worldmodel.planner.scoring.world_model_fns` (or :func:`make_planner`) builds the
+    callables of a :class:`worldmodel.WorldModel`.
+
     Args:
-        model: a :class:`PlanFns`, or a world model (anything :func:`~worldmodel.planner.scoring.world_model_fns`
-            accepts, e.g. :class:`worldmodel.WorldModel`), wrapped with the config's scoring weights.
+        fns: propose / imagine / cost callables and the action bounds.
         config: the search settings.
 
     Example::
 
-        planner = Planner(world_model, PlannerConfig(method="cem"))
+        planner = make_planner(world_model, PlannerConfig(method="cem"))  # = Planner(world_model_fns(wm, cfg), cfg)
         result = planner.plan(frames, language)   # frames (K, H, W, 3) uint8, language (512,)
         env.step(result.actions[0])
     """
 
-    def __init__(self, model: Any, config: PlannerConfig | None = None) -> None:
+    def __init__(self, fns: PlanFns, config: PlannerConfig | None = None) -> None:
         self.config = config or PlannerConfig()
-        if not isinstance(model, PlanFns):
-            from worldmodel.planner.scoring import world_model_fns
-
-            model = world_model_fns(model, self.config)
-        self.fns = model
+        if not isinstance(fns, PlanFns):
+            raise TypeError(f"Planner takes PlanFns, got {type(fns).__name__}; for a world model use "
+                            "make_planner(world_model, config) or Planner(world_model_fns(world_model, config))")
+        model = self.fns = fns
         dev = torch.device(model.device)
         self.device = dev
         self.low = torch.as_tensor(model.action_low, dtype=torch.float32, device=dev)

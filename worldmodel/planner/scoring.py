@@ -23,7 +23,7 @@ from torch import Tensor
 
 from worldmodel.models.conditioning import Condition
 from worldmodel.planner.config import PlannerConfig
-from worldmodel.planner.planner import PlanContext, PlanFns
+from worldmodel.planner.planner import PlanContext, PlanFns, Planner
 
 
 def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
@@ -91,3 +91,9 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
         scale[:6] = (hi - lo) / 2
     return PlanFns(propose, imagine, cost, torch.as_tensor(wm.action_low), torch.as_tensor(wm.action_high),
                    torch.as_tensor(scale), prepare, render, wm.device)
+
+
+def make_planner(world_model: Any, config: PlannerConfig | None = None) -> Planner:
+    """A :class:`Planner` over a world model's callables (:func:`world_model_fns`) with ``config``'s weights."""
+    config = config or PlannerConfig()
+    return Planner(world_model_fns(world_model, config), config)

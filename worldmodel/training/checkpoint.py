@@ -1,18 +1,7 @@
-"""Checkpoints: atomic directories under ``<run_dir>/checkpoints/`` and :func:`load_checkpoint` for users.
+"""Writing checkpoints: atomic directories under ``<run_dir>/checkpoints/``.
 
-Layout of one checkpoint (``step_00001000/``)::
-
-    model.safetensors      student weights (fp32, unsharded)
-    ema.safetensors        EMA weights: the Self-Flow teacher and the weights to evaluate / plan with
-    projector.safetensors  Self-Flow projector (student side)
-    progress.safetensors   progress head (fine-tuning with ``train.progress_weight > 0`` only; its shape is
-                           ``meta["progress_head"]``)
-    optimizer.pt           AdamW state (unsharded)
-    trainer_state.pt       step, LR scheduler, EMA update count, and per rank: RNG states (python, numpy, torch,
-                           CUDA, the training generator) and the data-stream position
-    config.yaml            the resolved run config
-    meta.json              step, mode, model config, action statistics, world size, progress head config
-                           (written last)
+Reading them (:func:`load_checkpoint`, :func:`resolve_checkpoint`, ...) and the layout of one checkpoint
+directory are :mod:`worldmodel.io`, shared with inference; the readers are re-exported here.
 
 A checkpoint is written into ``.tmp-step_…`` and renamed into place, so ``step_*`` directories are always
 complete; ``resume=auto`` only considers those (and checks their files), never a temp directory.
@@ -22,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,76 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from worldmodel.data.stats import ActionStats
-from worldmodel.models import ModelConfig, VideoActionDiT, build_model
-from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
-
-CHECKPOINTS = "checkpoints"
-TMP_PREFIX = ".tmp-"
-META = "meta.json"
-PROGRESS_FILE = "progress.safetensors"  # optional: only fine-tuning checkpoints with a progress head have it
-FORMAT_VERSION = 1
-FILES = ("model.safetensors", "ema.safetensors", "projector.safetensors", "optimizer.pt", "trainer_state.pt",
-         "config.yaml", META)
-_NAME = re.compile(r"^step_(\d{8,})$")
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint at ``step``."""
-    return f"step_{step:08d}"
-
-
-def is_complete(path: Path) -> bool:
-    """True for a renamed-into-place checkpoint directory holding every file and a readable ``meta.json``."""
-    match = _NAME.match(path.name)
-    if not path.is_dir() or match is None or not all((path / f).is_file() for f in FILES):
-        return False
-    try:
-        return int(json.loads((path / META).read_text())["step"]) == int(match.group(1))
-    except (ValueError, KeyError, json.JSONDecodeError):
-        return False
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temp and incomplete directories are ignored)."""
-    root = Path(run_dir).expanduser() / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if _NAME.match(p.name) and is_complete(p)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (→ its latest complete checkpoint).
-
-    Raises:
-        FileNotFoundError: naming the path when it is neither.
-    """
-    p = Path(path).expanduser()
-    if is_complete(p):
-        return p
-    if p.is_dir():
-        latest = latest_checkpoint(p)
-        if latest is not None:
-            return latest
-    if not p.exists():
-        raise FileNotFoundError(f"checkpoint not found: {p}")
-    raise FileNotFoundError(f"{p}: not a complete checkpoint (step_N/ with {', '.join(FILES)}) nor a run "
-                            f"directory holding {CHECKPOINTS}/step_N/")
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """``meta.json`` of a checkpoint (or of a run directory's latest checkpoint)."""
-    return json.loads((resolve_checkpoint(path) / META).read_text())
+# The read side (paths, names, loading) lives in worldmodel.io, shared with inference; re-exported here.
+from worldmodel.io import (  # noqa: F401
+    CHECKPOINTS,
+    FILES,
+    FORMAT_VERSION,
+    META,
+    PROGRESS_FILE,
+    TMP_PREFIX,
+    LoadedCheckpoint,
+    checkpoint_name,
+    is_complete,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_progress_head,
+    read_meta,
+    resolve_checkpoint,
+)
 
 
 @dataclass
@@ -195,69 +133,3 @@ def remove_stale_temp(run_dir: str | Path) -> list[Path]:
     return stale
 
 
-@dataclass
-class LoadedCheckpoint:
-    """A trained model ready for inference.
-
-    Attributes:
-        model: the network in eval mode (EMA weights unless asked otherwise).
-        config: the resolved run config (``config.model``, ``config.data``, ...).
-        action_stats: normalisation of actions (None for a video-only pretraining checkpoint).
-        step: optimiser steps the weights were trained for.
-        path: the checkpoint directory.
-        meta: the checkpoint's ``meta.json``.
-        progress_head: the trained progress head in eval mode, or None when the checkpoint has none (pretraining,
-            ``train.progress_weight=0``).
-    """
-
-    model: VideoActionDiT
-    config: DictConfig
-    action_stats: ActionStats | None
-    step: int
-    path: Path
-    meta: dict[str, Any]
-    progress_head: ProgressHead | None = None
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return self.model.cfg
-
-
-def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Load a model, its config and action statistics from a checkpoint; the dataset is not needed.
-
-    Args:
-        path: a checkpoint directory (``.../checkpoints/step_N``) or a run directory (its latest checkpoint).
-        ema: load the EMA weights (what to evaluate and plan with) instead of the raw student weights.
-        device: where to put the model.
-
-    Returns:
-        :class:`LoadedCheckpoint` with the model in eval mode.
-
-    Raises:
-        FileNotFoundError: the path is not a complete checkpoint nor a run directory with one.
-    """
-    ckpt = resolve_checkpoint(path)
-    meta = json.loads((ckpt / META).read_text())
-    model_cfg = ModelConfig.from_dict({**meta["model"], "checkpointing": False})
-    with torch.device("meta"):
-        model = build_model(model_cfg)
-    state = load_file(str(ckpt / ("ema.safetensors" if ema else "model.safetensors")), device=str(device))
-    model.load_state_dict(state, strict=True, assign=True)
-    stats = ActionStats.from_dict(meta["action_stats"]) if meta.get("action_stats") else None
-    config = OmegaConf.create((ckpt / "config.yaml").read_text())
-    head = load_progress_head(ckpt, meta, device)
-    if head is not None:
-        head.eval().requires_grad_(False)
-    return LoadedCheckpoint(model.eval().requires_grad_(False), config, stats, int(meta["step"]), ckpt, meta, head)
-
-
-def load_progress_head(ckpt: Path, meta: dict[str, Any], device: str | torch.device = "cpu") -> ProgressHead | None:
-    """The progress head of a checkpoint directory: built from ``meta["progress_head"]`` and loaded (strictly)
-    from ``progress.safetensors``; None unless both are present."""
-    head_cfg = meta.get("progress_head")
-    if not head_cfg or not (ckpt / PROGRESS_FILE).is_file():
-        return None
-    head = ProgressHead(ProgressHeadConfig(**head_cfg))
-    head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE), device=str(device)), strict=True)
-    return head.to(device)

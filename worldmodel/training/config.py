@@ -1,4 +1,8 @@
-"""Training settings (mirrored by ``configs/train/*.yaml``), validated on construction."""
+"""Training settings (the ``train`` group), validated on construction.
+
+The defaults are the GPU-scale run (``train=default``); ``configs/train/demo.yaml`` and ``smoke.yaml`` override a
+few of them for the CPU demo and the tests.
+"""
 
 from __future__ import annotations
 
@@ -46,14 +50,14 @@ class TrainConfig:
             pretraining.
     """
 
-    steps: int = 1000
-    batch_size: int = 16
+    steps: int = 400_000
+    batch_size: int = 32
     grad_accum: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
-    warmup_steps: int = 100
+    warmup_steps: int = 1000
     schedule: str = "constant"
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -62,10 +66,10 @@ class TrainConfig:
     compile: bool = False
     activation_checkpointing: bool = False
     strategy: str = "ddp"
-    log_every: int = 10
-    sample_every: int = 500
+    log_every: int = 50
+    sample_every: int = 5000
     sample_steps: int = 8
-    ckpt_every: int = 500
+    ckpt_every: int = 5000
     keep_last: int = 3
     num_threads: int = 0
     device: str = "auto"

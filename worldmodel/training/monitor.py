@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,36 @@ from omegaconf import DictConfig, OmegaConf
 
 METRICS = "metrics.jsonl"
 LOGGERS = ("wandb", "none")
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go besides ``metrics.jsonl`` (the ``logger`` group: ``logger=wandb`` or ``logger=none``).
+
+    Attributes:
+        name: ``none`` (metrics file and progress bar only) or ``wandb``.
+        project, entity: the wandb project and entity.
+        run_name: wandb run name (None: the run directory's name).
+        mode: wandb mode (None: ``$WANDB_MODE`` or ``offline``; ``online``, ``offline``, ``disabled``).
+        tags: wandb tags.
+    """
+
+    name: str = "none"
+    project: str = "worldmodel"
+    entity: str | None = None
+    run_name: str | None = None
+    mode: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.name not in LOGGERS:
+            raise ValueError(f"logger.name must be one of {LOGGERS}, got {self.name!r}")
+
+    @classmethod
+    def from_node(cls, node: Any) -> LoggerConfig:
+        """From a ``logger`` node or mapping; missing keys keep the defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: node[k] for k in node if k in names})
 
 
 class Monitor:
@@ -36,9 +67,7 @@ class Monitor:
         self.active = active
         self.run_dir = run_dir
         self.wandb: Any = None
-        name = str(logger_cfg.get("name", "none"))
-        if name not in LOGGERS:
-            raise ValueError(f"logger.name must be one of {LOGGERS}, got {name!r}")
+        name = LoggerConfig.from_node(logger_cfg).name
         if not active:
             self.bar = None
             return
@@ -115,8 +144,8 @@ def _start_wandb(run_dir: Path, logger_cfg: DictConfig, config: DictConfig) -> A
     id_file = run_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
     id_file.write_text(run_id)
-    mode = logger_cfg.get("mode") or os.environ.get("WANDB_MODE", "offline")
-    return wandb.init(project=logger_cfg.get("project", "worldmodel"), entity=logger_cfg.get("entity"),
-                      name=logger_cfg.get("run_name") or run_dir.name, id=run_id, resume="allow",
-                      dir=str(run_dir), mode=mode, tags=list(logger_cfg.get("tags") or []),
+    lc = LoggerConfig.from_node(logger_cfg)
+    mode = lc.mode or os.environ.get("WANDB_MODE", "offline")
+    return wandb.init(project=lc.project, entity=lc.entity, name=lc.run_name or run_dir.name, id=run_id,
+                      resume="allow", dir=str(run_dir), mode=mode, tags=list(lc.tags),
                       config=OmegaConf.to_container(config, resolve=True))

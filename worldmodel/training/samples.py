@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from worldmodel.data.clips import ClipDataset
+from worldmodel.data.config import data_config
 from worldmodel.data.pipeline import clip_config, dataset_path
 from worldmodel.data.stats import ActionStats
+from worldmodel.io import model_to_pixels
 from worldmodel.objectives import GenerationContext, generate
 
 SAMPLES = "samples"
@@ -26,7 +28,7 @@ def validation_clip(data_cfg: Any, stats: ActionStats | None) -> dict[str, torch
     """
     cfg = dataclasses.replace(clip_config(data_cfg), shuffle=False, epochs=1)
     clips = ClipDataset(dataset_path(data_cfg), cfg, stats, rank=0, world_size=1, name=data_cfg.get("name"),
-                        version=data_cfg.get("version"), strict=bool(data_cfg.get("strict", True)),
+                        version=data_cfg.get("version"), strict=data_config(data_cfg).strict,
                         verify_shards=False)
     for clip in clips:
         return {k: v for k, v in clip.items() if k in ("frames", "language", "actions")}
@@ -34,10 +36,7 @@ def validation_clip(data_cfg: Any, stats: ActionStats | None) -> dict[str, torch
                      f"{cfg.clip_length} frames")
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
-    x = ((frames.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).cpu().numpy()
+to_uint8 = model_to_pixels  # the name training code used; the conversion lives in worldmodel.io
 
 
 @torch.no_grad()

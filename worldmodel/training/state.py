@@ -1,10 +1,12 @@
-"""Pieces of training state: RNG snapshots, weight initialisation from a pretraining checkpoint, optimiser."""
+"""Pieces of training state: the RNG streams, RNG snapshots, weight initialisation from a pretraining
+checkpoint, optimiser and schedule, and :class:`TrainState` (what the trainer's builders return)."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,70 @@ def untrained_prefixes(model: nn.Module) -> list[str]:
     """The prefixes of :data:`ACTION_PREFIXES` and :data:`CONDITION_PREFIXES` that name layers of ``model``."""
     names = [n for n, _ in model.named_parameters()]
     return [p for p in (*ACTION_PREFIXES, *CONDITION_PREFIXES) if any(n.startswith(p) for n in names)]
+
+# Seeds of the training RNG streams. Each run seed owns the block [seed·SEED_STRIDE, (seed + 1)·SEED_STRIDE);
+# the stride is a large prime, so neighbouring run seeds never share a stream. Inside the block each stream has
+# an offset, and the per-rank streams step by RANK_STRIDE (> every offset) so that no two ranks or streams
+# collide. Rank 0's seeds are the ones every earlier single-process run used.
+SEED_STRIDE = 1_000_003
+RANK_STRIDE = 8
+STREAM_OFFSETS = {
+    "train": 1,  # per rank, on the device: flow times, noise, Self-Flow masks
+    "verbs": 7,  # per rank, on the CPU: the verb each example trains (policy / dynamics / inverse)
+    "batch_kind": 5,  # shared by all ranks, on the CPU: video or action micro-batch (FSDP2 needs the same layout)
+}
+
+
+@dataclass
+class Streams:
+    """The training RNG streams (see :data:`STREAM_OFFSETS`); saved and restored with every checkpoint."""
+
+    train: torch.Generator
+    verbs: torch.Generator
+    batch_kind: torch.Generator
+
+    @classmethod
+    def seeded(cls, seed: int, rank: int, device: torch.device) -> Streams:
+        base, mine = seed * SEED_STRIDE, rank * RANK_STRIDE
+        return cls(train=torch.Generator(device=device).manual_seed(base + STREAM_OFFSETS["train"] + mine),
+                   verbs=torch.Generator().manual_seed(base + STREAM_OFFSETS["verbs"] + mine),
+                   batch_kind=torch.Generator().manual_seed(base + STREAM_OFFSETS["batch_kind"]))
+
+    def by_name(self) -> dict[str, torch.Generator]:
+        """The generators under the names checkpoints store them by (``train``, ``cpu``, ``kind``)."""
+        return {"train": self.train, "cpu": self.verbs, "kind": self.batch_kind}
+
+
+@dataclass
+class TrainState:
+    """What the loop trains and updates, built once per run by the trainer.
+
+    Attributes:
+        model: the network (sharded under FSDP2).
+        projector: the Self-Flow projector.
+        head: the progress head (fine-tuning with ``train.progress_weight > 0``), else None.
+        ema: the EMA copy (Self-Flow teacher, the weights to evaluate).
+        student: model + projector (+ head) as one module (what DDP wraps).
+        wrapped: ``student`` wrapped for DDP, or ``student`` itself (single process, FSDP2).
+        params: the trained parameters (gradient clipping).
+        optimizer, scheduler: AdamW and the LR schedule.
+        streams: the RNG streams.
+        sharded: FSDP2 is on.
+        step: optimiser steps done.
+    """
+
+    model: nn.Module
+    projector: nn.Module
+    head: nn.Module | None
+    ema: Any
+    student: nn.Module
+    wrapped: nn.Module
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    streams: Streams
+    sharded: bool
+    step: int = 0
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:

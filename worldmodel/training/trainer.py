@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 import signal
-import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from worldmodel.data.clips import ClipLoader
+from worldmodel.data.config import data_config
 from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config, dataset_path
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
@@ -33,13 +35,11 @@ from worldmodel.training.checkpoint import (
     write_checkpoint,
 )
 from worldmodel.training.config import TrainConfig
+from worldmodel.training.metrics import PROGRESS_TERMS, TERMS, MetricsWindow, StepMetrics
 from worldmodel.training.monitor import Monitor
 from worldmodel.training.samples import generate_sample, validation_clip, write_sample
 
 MODES = ("pretrain", "finetune")
-TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions")
-# Progress-head terms (fine-tuning, micro-batches with actions only) -> metrics keys.
-PROGRESS_TERMS = {"total": "loss/progress", "mse": "progress/mse", "mae": "progress/mae"}
 
 # (frames (B, K+F, 3, H, W) clean in [-1, 1], language (B, lang_dim), progress targets (B, F))
 ProgressInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -89,6 +89,10 @@ class _Student(nn.Module):
 class Trainer:
     """Builds everything from a composed config and runs the loop.
 
+    ``run`` opens the run (resume point, action statistics, data), builds the :class:`~worldmodel.training.state.
+    TrainState` (:meth:`_build_state`), restores a checkpoint into it when resuming, then repeats
+    :meth:`train_step` and logs :class:`MetricsWindow` rows until ``train.steps``.
+
     Args:
         cfg: the composed config (``model``, ``objective``, ``data``, ``train``, ``logger``, ``run_dir``,
             ``resume``).
@@ -115,7 +119,19 @@ class Trainer:
         if mode == "finetune" and self.clip_cfg.video_only:
             raise ValueError("fine-tuning needs actions: data.video_only must be false")
         self.run_dir = Path(str(cfg.run_dir)).expanduser()
+        # pretraining never trains the action layers: a fine-tuning run's init leaves them fresh
+        self.untrained = list(S.ACTION_PREFIXES) if mode == "pretrain" else []
+        self.sample_verb = "video" if self.clip_cfg.video_only else "dynamics"
         self._signal: int | None = None
+        # Set by run(), in this order:
+        self.info: D.DistInfo | None = None
+        self.resume_from: Path | None = None
+        self.stats: ActionStats | None = None
+        self.loader: ClipLoader | None = None
+        self.model_cfg: ModelConfig | None = None
+        self.state: S.TrainState | None = None
+        self.autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
+        self.val_clip: dict[str, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------------------------------------- setup
     def _resume_point(self) -> Path | None:
@@ -148,28 +164,29 @@ class Trainer:
             return None
         if resume_meta is not None and resume_meta.get("action_stats"):
             return ActionStats.from_dict(resume_meta["action_stats"])
-        data = self.cfg.data
+        data = data_config(self.cfg.data)
 
         def compute() -> dict[str, Any]:
-            dataset = open_rlds(dataset_path(data), data.get("name"), data.get("version"),
-                                strict=bool(data.get("strict", True)))
+            dataset = open_rlds(dataset_path(self.cfg.data), data.name, data.version, strict=data.strict)
             return load_or_compute_stats(dataset, self.run_dir / STATS_FILE,
-                                         max_episodes=data.get("stats_max_episodes")).to_dict()
+                                         max_episodes=data.stats_max_episodes).to_dict()
 
         return ActionStats.from_dict(self._on_main(compute))
 
-    def _setup(self) -> None:
-        tc, info = self.tc, self.info
+    def _open_run(self) -> dict[str, Any] | None:
+        """Run directory, resume point, ``config.yaml``, action statistics, data loader and model config;
+        returns the resumed checkpoint's ``meta.json`` (None for a new run)."""
+        info = self.info
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp(self.run_dir)
-        self.resume_from: Path | None = self._on_main(self._resume_point)
+        self.resume_from = self._on_main(self._resume_point)
         meta = json.loads((self.resume_from / "meta.json").read_text()) if self.resume_from else None
         if info.is_main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         self.stats = self._stats(meta)
         model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
-        model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or tc.activation_checkpointing
+        model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or self.tc.activation_checkpointing
         self.model_cfg = ModelConfig.from_dict(model_dict)
         if not self.model_cfg.future_frame_tokens and (self.p_video > 0 or self.verbs.verbs != ["policy"]):
             raise ValueError("model.future_frame_tokens=false (an action-only model) trains the policy verb only: "
@@ -177,12 +194,17 @@ class Trainer:
         if not self.clip_cfg.video_only:  # the model decides which conditioning the clips carry
             self.clip_cfg = replace(self.clip_cfg, instruction_tokens=self.model_cfg.instruction_tokens,
                                     state=self.model_cfg.state_dim > 0)
-        self.loader, _ = build_clip_loader(self.cfg.data, tc.batch_size, self.run_dir, stats=self.stats,
+        self.loader, _ = build_clip_loader(self.cfg.data, self.tc.batch_size, self.run_dir, stats=self.stats,
                                            clip_cfg=self.clip_cfg, pin_memory=info.device.type == "cuda")
         if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
                                                                               "checkpointing": False}:
             raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
                              f"({meta['model']}); resume with the same model settings")
+        return meta
+
+    def _build_state(self, meta: dict[str, Any] | None) -> S.TrainState:
+        """Model, projector, progress head, EMA, (DDP / FSDP2) wrapping, optimiser, schedule and RNG streams."""
+        tc, info = self.tc, self.info
         torch.manual_seed(tc.seed)
         model, projector = build_model(self.model_cfg), Projector(self.model_cfg.hidden)
         if self.init and self.resume_from is None:
@@ -192,38 +214,27 @@ class Trainer:
                       f"freshly initialised: {', '.join(report['fresh']) or 'none'}", flush=True)
         if self.mode == "pretrain":
             S.freeze_action_layers(model)
-        self.model, self.projector = model.to(info.device), projector.to(info.device)
-        self.head = self._progress_head(model, meta)
-        self.ema = EMA(self.model, self.objective.ema_decay, self.objective.ema_warmup)
-        self.sharded = info.distributed and tc.strategy == "fsdp2"
-        if self.sharded:
-            D.shard_fsdp2(self.model, self.model.blocks)
-            D.shard_fsdp2(self.projector, nn.ModuleList())
-            D.shard_fsdp2(self.ema.model, self.ema.model.blocks)
-            if self.head is not None:
-                D.shard_fsdp2(self.head, nn.ModuleList())
-        net = torch.compile(self.model) if tc.compile else self.model
-        student = self.student_module = _Student(net, self.projector, self.ema.model, self.objective, self.head)
+        model, projector = model.to(info.device), projector.to(info.device)
+        head = self._progress_head(model, meta)
+        ema = EMA(model, self.objective.ema_decay, self.objective.ema_warmup)
+        sharded = info.distributed and tc.strategy == "fsdp2"
+        if sharded:
+            D.shard_fsdp2(model, model.blocks)
+            D.shard_fsdp2(projector, nn.ModuleList())
+            D.shard_fsdp2(ema.model, ema.model.blocks)
+            if head is not None:
+                D.shard_fsdp2(head, nn.ModuleList())
+        net = torch.compile(model) if tc.compile else model
+        student = _Student(net, projector, ema.model, self.objective, head)
         # video batches leave the action layers and the progress head idle
         find_unused = self.mode == "finetune" and self.p_video > 0
-        self.student = student if self.sharded else D.wrap_ddp(student, info, find_unused)
-        params = [*self.model.parameters(), *self.projector.parameters(),
-                  *(self.head.parameters() if self.head is not None else ())]
-        self.params = [p for p in params if p.requires_grad]
-        self.optimizer = S.build_optimizer(self.params, tc, fused=info.device.type == "cuda")
-        self.scheduler = S.build_scheduler(self.optimizer, tc)
-        self.gen = torch.Generator(device=info.device).manual_seed(tc.seed * 1_000_003 + info.rank + 1)
-        self.cpu_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + info.rank + 7)
-        self.kind_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + 5)  # identical on every rank
-        self.step = 0
-        if self.resume_from is not None:
-            self._load(self.resume_from)
-        self.untrained = S.untrained_prefixes(self.model) if self.mode == "pretrain" else []
-        self.autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
-        verb = "video" if self.clip_cfg.video_only else "dynamics"
-        self.sample_verb = verb
-        self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats)) \
-            if tc.sample_every and self.model_cfg.future_frame_tokens else None  # action-only: nothing to show
+        wrapped = student if sharded else D.wrap_ddp(student, info, find_unused)
+        params = [*model.parameters(), *projector.parameters(), *(head.parameters() if head is not None else ())]
+        params = [p for p in params if p.requires_grad]
+        optimizer = S.build_optimizer(params, tc, fused=info.device.type == "cuda")
+        return S.TrainState(model=model, projector=projector, head=head, ema=ema, student=student, wrapped=wrapped,
+                            params=params, optimizer=optimizer, scheduler=S.build_scheduler(optimizer, tc),
+                            streams=S.Streams.seeded(tc.seed, info.rank, info.device), sharded=sharded)
 
     def _progress_head(self, model: nn.Module, resume_meta: dict[str, Any] | None) -> ProgressHead | None:
         """The progress head to train (fine-tuning with ``train.progress_weight > 0``; else None), on the device.
@@ -261,40 +272,39 @@ class Trainer:
             return self.info.device.type == "cuda"
         return self.tc.precision == "bf16"
 
-    def _generators(self) -> dict[str, torch.Generator]:
-        return {"train": self.gen, "cpu": self.cpu_gen, "kind": self.kind_gen}
-
     def _load(self, ckpt: Path) -> None:
         from safetensors.torch import load_file
 
-        D.load_full_state_dict(self.model, load_file(str(ckpt / "model.safetensors")), self.sharded)
-        D.load_full_state_dict(self.ema.model, load_file(str(ckpt / "ema.safetensors")), self.sharded)
-        D.load_full_state_dict(self.projector, load_file(str(ckpt / "projector.safetensors")), self.sharded)
-        if self.head is not None:
+        st = self.state
+        D.load_full_state_dict(st.model, load_file(str(ckpt / "model.safetensors")), st.sharded)
+        D.load_full_state_dict(st.ema.model, load_file(str(ckpt / "ema.safetensors")), st.sharded)
+        D.load_full_state_dict(st.projector, load_file(str(ckpt / "projector.safetensors")), st.sharded)
+        if st.head is not None:
             if not (ckpt / PROGRESS_FILE).is_file():
                 raise ValueError(f"resume={ckpt}: meta.json names a progress head but {PROGRESS_FILE} is missing")
-            D.load_full_state_dict(self.head, load_file(str(ckpt / PROGRESS_FILE)), self.sharded)
-        D.load_optimizer_state(self.student_module, self.optimizer, torch.load(ckpt / "optimizer.pt"), self.sharded)
+            D.load_full_state_dict(st.head, load_file(str(ckpt / PROGRESS_FILE)), st.sharded)
+        D.load_optimizer_state(st.student, st.optimizer, torch.load(ckpt / "optimizer.pt"), st.sharded)
         state = torch.load(ckpt / "trainer_state.pt")
         if len(state["ranks"]) != self.info.world_size:
             raise ValueError(f"resume={ckpt}: written by {len(state['ranks'])} ranks, this run has "
                              f"{self.info.world_size}; exact resume needs the same number of ranks")
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.ema.num_updates = int(state["ema_updates"])
-        self.step = int(state["step"])
+        st.scheduler.load_state_dict(state["scheduler"])
+        st.ema.num_updates = int(state["ema_updates"])
+        st.step = int(state["step"])
         mine = state["ranks"][self.info.rank]
         self.loader.load_state_dict(mine["data"])
-        S.set_rng_state(mine["rng"], self._generators())
+        S.set_rng_state(mine["rng"], st.streams.by_name())
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _save(self) -> Path | None:
-        rank_state = {"rng": S.rng_state(self._generators()), "data": self.loader.state_dict()}
+        st = self.state
+        rank_state = {"rng": S.rng_state(st.streams.by_name()), "data": self.loader.state_dict()}
         ranks = D.gather_objects(rank_state, self.info)
-        model = D.full_state_dict(self.model, self.sharded)
-        ema = D.full_state_dict(self.ema.model, self.sharded)
-        projector = D.full_state_dict(self.projector, self.sharded)
-        head = D.full_state_dict(self.head, self.sharded) if self.head is not None else None
-        optim = D.optimizer_state(self.student_module, self.optimizer, self.sharded)
+        model = D.full_state_dict(st.model, st.sharded)
+        ema = D.full_state_dict(st.ema.model, st.sharded)
+        projector = D.full_state_dict(st.projector, st.sharded)
+        head = D.full_state_dict(st.head, st.sharded) if st.head is not None else None
+        optim = D.optimizer_state(st.student, st.optimizer, st.sharded)
         path = None
         if self.info.is_main:
             meta = {"mode": self.mode, "model": {**asdict(self.model_cfg), "checkpointing": False},
@@ -302,48 +312,103 @@ class Trainer:
                     "action_stats": self.stats.to_dict() if self.stats else None, "untrained": self.untrained,
                     "world_size": self.info.world_size, "data": {"name": self.cfg.data.get("name"),
                                                                  "dir": str(self.cfg.data.get("dir"))}}
-            if self.head is not None:
-                meta["progress_head"] = self.head.config.to_dict()
-            state = {"step": self.step, "scheduler": self.scheduler.state_dict(),
-                     "ema_updates": self.ema.num_updates, "ranks": ranks}
-            contents = CheckpointContents(self.step, model, ema, projector, optim, state, meta,
+            if st.head is not None:
+                meta["progress_head"] = st.head.config.to_dict()
+            state = {"step": st.step, "scheduler": st.scheduler.state_dict(),
+                     "ema_updates": st.ema.num_updates, "ranks": ranks}
+            contents = CheckpointContents(st.step, model, ema, projector, optim, state, meta,
                                           OmegaConf.to_yaml(self.cfg, resolve=True), head)
             path = write_checkpoint(self.run_dir, contents, self.tc.keep_last)
         D.barrier(self.info)
         return path
 
-    # ---------------------------------------------------------------------------------------------- loop
+    # ---------------------------------------------------------------------------------------------- step
     def _flow_batch(self, batch: dict[str, torch.Tensor]) -> tuple[FlowBatch, ProgressInputs | None]:
         """The micro-batch's flow batch and, when it carries actions and a head is trained, the progress
         inputs (the clean clip, its language and ``progress`` targets)."""
-        dev = self.info.device
+        dev, streams = self.info.device, self.state.streams
         frames = batch["frames"].to(dev, non_blocking=True)  # (B, K+F, 3, H, W)
         actions = batch.get("actions")
         # A video micro-batch has no action tokens (a layout is per batch, not per sample). The coin is shared by
         # all ranks (same seed): FSDP2 must reduce the same parameters (the action layers get no grad) everywhere.
-        if actions is not None and self.p_video > 0 and float(torch.rand((), generator=self.kind_gen)) < self.p_video:
+        if actions is not None and self.p_video > 0 and \
+                float(torch.rand((), generator=streams.batch_kind)) < self.p_video:
             actions = None
-        verbs = self.verbs.sample(frames.shape[0], actions is not None, self.cpu_gen)
+        verbs = self.verbs.sample(frames.shape[0], actions is not None, streams.verbs)
         actions = None if actions is None else actions.to(dev, non_blocking=True)
         lang = Condition(batch["language"], batch.get("instruction"), batch.get("state")).to(dev)
         if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
-            drop = torch.rand(frames.shape[0], generator=self.cpu_gen) < self.objective.language_dropout
+            drop = torch.rand(frames.shape[0], generator=streams.verbs) < self.objective.language_dropout
             lang = lang.drop_language(drop)
         fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch,
                                  self.model_cfg.future_frame_tokens)
         progress = None
-        if self.head is not None and actions is not None:
+        if self.state.head is not None and actions is not None:
             progress = (frames, lang, batch["progress"].to(dev, non_blocking=True))
         return fb, progress
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
-        if skip and isinstance(self.student, nn.parallel.DistributedDataParallel):
-            return self.student.no_sync()
-        if self.sharded:
-            for m in (self.model, self.projector, self.head):
+        st = self.state
+        if skip and isinstance(st.wrapped, nn.parallel.DistributedDataParallel):
+            return st.wrapped.no_sync()
+        if st.sharded:
+            for m in (st.model, st.projector, st.head):
                 if m is not None:
                     m.set_requires_gradient_sync(not skip)
         return contextlib.nullcontext()
+
+    def train_step(self, data: Iterator[dict[str, torch.Tensor]], last_ckpt: Path | None) -> StepMetrics:
+        """One optimiser step over ``train.grad_accum`` micro-batches: forward, backward, clip, AdamW, EMA.
+
+        Every rank agrees on two flags after the backward pass (one collective): a non-finite loss or gradient
+        norm anywhere, and a stop signal anywhere.
+
+        Raises:
+            NonFiniteLossError: nothing is updated for this step; the message names ``last_ckpt``.
+        """
+        tc, st = self.tc, self.state
+        lr = st.scheduler.get_last_lr()[0]
+        terms = torch.zeros(len(TERMS), device=self.info.device)
+        p_terms = torch.zeros(len(PROGRESS_TERMS), device=self.info.device)
+        p_micro = samples = tokens = 0
+        for micro in range(tc.grad_accum):
+            batch = next(data)
+            if st.step == 0 and micro == 0:
+                self._record_layout(batch)
+            fb, prog = self._flow_batch(batch)
+            with self._no_sync(micro < tc.grad_accum - 1), self.autocast:
+                out, pout = st.wrapped(fb, st.streams.train, prog)
+                total = out.total if pout is None else out.total + tc.progress_weight * pout.total
+                (total / tc.grad_accum).backward()
+            flow_terms = [getattr(out, k).detach().float() for k in TERMS[1:]]
+            terms += torch.stack([total.detach().float(), *flow_terms]) / tc.grad_accum
+            if pout is not None:
+                p_terms += torch.stack([getattr(pout, k).detach().float() for k in PROGRESS_TERMS])
+                p_micro += 1
+            samples += fb.generated.shape[0]
+            tokens += fb.generated.numel()
+        grad_norm = torch.nn.utils.clip_grad_norm_(st.params, tc.grad_clip or math.inf)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        values = torch.cat([terms, p_terms]).tolist()  # one device sync
+        m = StepMetrics(terms=dict(zip(TERMS, values[:len(TERMS)], strict=True)),
+                        progress=dict(zip(PROGRESS_TERMS.values(), values[len(TERMS):], strict=True)),
+                        progress_count=p_micro, grad_norm=float(grad_norm), lr=lr, samples=samples, tokens=tokens)
+        bad = not (math.isfinite(m.terms["total"]) and math.isfinite(m.grad_norm))
+        bad, m.stop = D.any_flag([bad, self._signal is not None], self.info)  # one collective per step
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite loss at step {st.step + 1} (loss {m.terms['total']}, grad norm {m.grad_norm}); "
+                f"stopped without saving; last good checkpoint: {last_ckpt}")
+        st.optimizer.step()
+        st.optimizer.zero_grad(set_to_none=True)
+        st.scheduler.step()
+        if st.sharded:  # a root FSDP module keeps its parameters gathered after a forward
+            st.model.reshard()
+            st.ema.model.reshard()
+        st.ema.update(st.model)
+        st.step += 1
+        return m
 
     def _record_layout(self, batch: dict[str, torch.Tensor]) -> None:
         ids = D.gather_objects(batch["clip_id"].tolist(), self.info)
@@ -353,20 +418,21 @@ class Trainer:
             (self.run_dir / "data_layout.json").write_text(json.dumps(layout))
 
     def _sample(self, monitor: Monitor) -> None:
-        if self.val_clip is None or not (self.info.is_main or self.sharded):
+        if self.val_clip is None or not (self.info.is_main or self.state.sharded):
             return
         with self.autocast:
-            real, fake = generate_sample(self.ema.model, self.val_clip, self.sample_verb, self.tc.sample_steps,
+            real, fake = generate_sample(self.state.ema.model, self.val_clip, self.sample_verb, self.tc.sample_steps,
                                          self.tc.seed, self.info.device)
         if self.info.is_main:
-            png, mp4 = write_sample(real, fake, self.run_dir, self.step)
-            monitor.log_media(self.step, png, mp4)
+            png, mp4 = write_sample(real, fake, self.run_dir, self.state.step)
+            monitor.log_media(self.state.step, png, mp4)
 
     def _handle_signal(self, signum: int, frame: Any) -> None:
         if self._signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self._signal = signum
 
+    # ---------------------------------------------------------------------------------------------- run
     def run(self) -> TrainResult:
         """Train to ``train.steps`` (or until SIGTERM/SIGINT, then checkpoint); returns how it ended.
 
@@ -378,7 +444,15 @@ class Trainer:
         try:
             if self.tc.num_threads or (self.info.distributed and self.info.device.type == "cpu"):
                 torch.set_num_threads(self.tc.num_threads or max(1, torch.get_num_threads() // self.info.world_size))
-            self._setup()
+            meta = self._open_run()
+            self.state = self._build_state(meta)
+            if self.mode == "pretrain":  # the layers video never trains, as they exist in this model
+                self.untrained = S.untrained_prefixes(self.state.model)
+            if self.resume_from is not None:
+                self._load(self.resume_from)
+            self.autocast = torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
+            if self.tc.sample_every and self.model_cfg.future_frame_tokens:  # action-only: nothing to show
+                self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats))
             return self._loop()
         finally:
             for s, h in old.items():
@@ -386,93 +460,36 @@ class Trainer:
             D.shutdown()
 
     def _loop(self) -> TrainResult:
-        tc, info = self.tc, self.info
-        monitor = Monitor(self.run_dir, self.cfg.logger, self.cfg, tc.steps, self.step, info.is_main)
+        tc, st = self.tc, self.state
+        monitor = Monitor(self.run_dir, self.cfg.logger, self.cfg, tc.steps, st.step, self.info.is_main)
         if self.resume_from is not None:
-            monitor.write(f"resumed from {self.resume_from} (step {self.step})")
-        last_ckpt: Path | None = self.resume_from
-        data = iter(self.loader)
-        window: dict[str, float] = dict.fromkeys(TERMS, 0.0)
-        p_window: dict[str, float] = dict.fromkeys(PROGRESS_TERMS.values(), 0.0)  # sums over micro-batches
-        n_window, p_count, samples, tokens, t0 = 0, 0, 0, 0, time.perf_counter()
-        weight = self.tc.progress_weight
+            monitor.write(f"resumed from {self.resume_from} (step {st.step})")
+        last_ckpt, data, window = self.resume_from, iter(self.loader), MetricsWindow()
         try:
-            while self.step < tc.steps:
-                lr = self.scheduler.get_last_lr()[0]
-                terms = torch.zeros(len(TERMS), device=info.device)
-                p_terms = torch.zeros(len(PROGRESS_TERMS), device=info.device)
-                p_micro = 0
-                for micro in range(tc.grad_accum):
-                    batch = next(data)
-                    if self.step == 0 and micro == 0:
-                        self._record_layout(batch)
-                    fb, prog = self._flow_batch(batch)
-                    with self._no_sync(micro < tc.grad_accum - 1), self.autocast:
-                        out, pout = self.student(fb, self.gen, prog)
-                        total = out.total if pout is None else out.total + weight * pout.total
-                        (total / tc.grad_accum).backward()
-                    flow_terms = [getattr(out, k).detach().float() for k in TERMS[1:]]
-                    terms += torch.stack([total.detach().float(), *flow_terms]) / tc.grad_accum
-                    if pout is not None:
-                        p_terms += torch.stack([getattr(pout, k).detach().float() for k in PROGRESS_TERMS])
-                        p_micro += 1
-                    samples += fb.generated.shape[0]
-                    tokens += fb.generated.numel()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip or math.inf)
-                if hasattr(grad_norm, "full_tensor"):
-                    grad_norm = grad_norm.full_tensor()
-                all_terms = torch.cat([terms, p_terms]).tolist()  # one device sync
-                values = dict(zip(TERMS, all_terms[:len(TERMS)], strict=True))
-                values["grad_norm"] = float(grad_norm)
-                bad = not (math.isfinite(values["total"]) and math.isfinite(values["grad_norm"]))
-                bad, stop = D.any_flag([bad, self._signal is not None], info)  # one collective per step
-                if bad:
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {self.step + 1} (loss {values['total']}, grad norm "
-                        f"{values['grad_norm']}); stopped without saving; last good checkpoint: {last_ckpt}")
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
-                if self.sharded:  # a root FSDP module keeps its parameters gathered after a forward
-                    self.model.reshard()
-                    self.ema.model.reshard()
-                self.ema.update(self.model)
-                self.step += 1
-                for k in TERMS:
-                    window[k] += values[k]
-                for k, v in zip(PROGRESS_TERMS.values(), all_terms[len(TERMS):], strict=True):
-                    p_window[k] += v
-                n_window, p_count = n_window + 1, p_count + p_micro
-                if stop and self._signal is None:
+            while st.step < tc.steps:
+                m = self.train_step(data, last_ckpt)
+                window.add(m)
+                if m.stop and self._signal is None:
                     self._signal = signal.SIGTERM  # another rank was signalled
-                if self.step % tc.log_every == 0 or self.step == tc.steps or stop:
-                    dt = max(time.perf_counter() - t0, 1e-9)
-                    row = {f"loss/{k}": v / n_window for k, v in window.items()}
-                    if p_count:  # means over the window's micro-batches with actions (the same on every rank)
-                        row.update({k: v / p_count for k, v in p_window.items()})
-                    row.update({"lr": lr, "grad_norm": values["grad_norm"],
-                                "samples_per_s": samples * info.world_size / dt,
-                                "tokens_per_s": tokens * info.world_size / dt, "steps_per_s": n_window / dt})
-                    row = D.mean_over_ranks(row, info)
-                    monitor.log(self.step, row)
+                if st.step % tc.log_every == 0 or st.step == tc.steps or m.stop:
+                    row = D.mean_over_ranks(window.row(self.info.world_size), self.info)
+                    window = MetricsWindow()
+                    monitor.log(st.step, row)
                     postfix = {"loss": row["loss/total"], "tok/s": row["tokens_per_s"]}
                     if "progress/mae" in row:
                         postfix["prog_mae"] = row["progress/mae"]
-                    monitor.step(self.step, postfix)
-                    window, n_window = dict.fromkeys(TERMS, 0.0), 0
-                    p_window, p_count = dict.fromkeys(PROGRESS_TERMS.values(), 0.0), 0
-                    samples, tokens, t0 = 0, 0, time.perf_counter()
+                    monitor.step(st.step, postfix)
                 else:
-                    monitor.step(self.step)
-                if tc.sample_every and self.step % tc.sample_every == 0:
+                    monitor.step(st.step)
+                if tc.sample_every and st.step % tc.sample_every == 0:
                     self._sample(monitor)
-                if self.step % tc.ckpt_every == 0 or self.step == tc.steps or stop:
+                if st.step % tc.ckpt_every == 0 or st.step == tc.steps or m.stop:
                     last_ckpt = self._save() or last_ckpt
-                if stop:  # agreed by every rank, so all leave the loop at the same step
+                if m.stop:  # agreed by every rank, so all leave the loop at the same step
                     break
             if self._signal is not None:
-                monitor.write(f"stopped by signal {signal.Signals(self._signal).name} at step {self.step}; "
+                monitor.write(f"stopped by signal {signal.Signals(self._signal).name} at step {st.step}; "
                               f"checkpoint: {last_ckpt}")
-            return TrainResult(self.step, last_ckpt, self._signal)
+            return TrainResult(st.step, last_ckpt, self._signal)
         finally:
             monitor.close()

@@ -1,0 +1,48 @@
+"""Settings of ``worldmodel eval sim`` (the ``eval`` block of ``configs/eval_sim.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _all_tasks() -> list[str]:
+    from envs.tasks import TASK_CLASSES  # the one task list
+
+    return list(TASK_CLASSES)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation.
+
+    Attributes:
+        tasks: short task names or gym ids (default: every task).
+        episodes: episodes per task.
+        seed: episode i of every task uses seed ``seed + i``.
+        out: folder of ``eval_info.json`` (and ``videos/``).
+        videos: write one mp4 per episode under ``out/videos/``.
+        image_size: camera resolution [H, W].
+        workers: parallel processes over episodes.
+    """
+
+    tasks: list[str] = field(default_factory=_all_tasks)
+    episodes: int = 10
+    seed: int = 1000
+    out: str = "outputs/eval"
+    videos: bool = False
+    image_size: tuple[int, int] = (256, 320)
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        import envs
+
+        if not self.tasks:
+            raise ValueError("eval.tasks must name at least one task")
+        self.tasks = [envs.task_name(str(t)) for t in self.tasks]  # short names; ValueError naming an unknown one
+        if self.episodes < 1:
+            raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"eval.workers must be >= 1, got {self.workers}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"eval.image_size must be [H, W] with both >= 8, got {list(self.image_size)}")
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
