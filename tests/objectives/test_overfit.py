@@ -72,8 +72,8 @@ def test_tiny_overfits_one_clip(selfflow: bool, one_thread) -> None:
 
 def test_actions_follow_the_instruction(one_thread) -> None:
     """Two clips with the same frames and opposite actions, told apart only by their instructions (whose sentence
-    embeddings are 0.99 alike): the sampled policy actions follow the instruction, and a blank instruction
-    (the dropped-language branch) does not pick either."""
+    embeddings are 0.99 alike): the sampled policy actions follow the instruction, and with a blank instruction
+    (the dropped-language branch) the samples fall in both modes."""
     import numpy as np
 
     from worldmodel.language import embed_instruction, instruction_tokens
@@ -91,7 +91,7 @@ def test_actions_follow_the_instruction(one_thread) -> None:
     frames = torch.zeros(2, model.cfg.context_frames + model.cfg.future_frames, 3, model.cfg.frame_height,
                          model.cfg.frame_width)
     gen = torch.Generator().manual_seed(1)
-    for _ in range(300):  # measured: the two instructions separate after ~250 steps (lr 2e-3)
+    for _ in range(150):  # measured: with the FiLM path they separate by step 50 (attention alone: ~250)
         drop = torch.rand(16, generator=gen) < cfg.language_dropout
         idx = torch.arange(16) % 2
         batch = FlowBatch.from_clip(frames[idx], target[idx], cond.index(idx).drop_language(drop), ["policy"] * 16,
@@ -105,9 +105,12 @@ def test_actions_follow_the_instruction(one_thread) -> None:
     with torch.no_grad():
         res = generate(model, "policy", GenerationContext(ctx, model.cfg.future_frames, None, cond), 8,
                        torch.Generator().manual_seed(2))
-        blank = generate(model, "policy", GenerationContext(ctx, model.cfg.future_frames, None,
-                                                            cond.without_language()), 8,
+        blank = generate(model, "policy", GenerationContext(ctx[:1].expand(32, -1, -1, -1, -1),
+                                                            model.cfg.future_frames, None,
+                                                            cond.index([0] * 32).without_language()), 8,
                          torch.Generator().manual_seed(2))
     mean = res.actions.mean(dim=(1, 2))
     assert mean[0] > 0.4 and mean[1] < -0.4, mean
-    assert blank.actions.mean(dim=(1, 2)).abs().max() < 0.6  # no instruction: no reason to prefer either
+    # no instruction: samples of the unconditional model come from both modes
+    positive = float((blank.actions.mean(dim=(1, 2)) > 0).float().mean())
+    assert 0.1 < positive < 0.9, positive

@@ -28,6 +28,7 @@ from worldmodel.models.config import ModelConfig
 from worldmodel.models.layout import TokenLayout, Tokens
 
 FREQ_DIM = 256  # sinusoidal timestep features, as DiT
+FILM_DIM = 32  # per-slot width of the instruction's FiLM path (L x FILM_DIM flattened into the conditioning)
 
 
 @dataclass
@@ -161,6 +162,12 @@ class VideoActionDiT(nn.Module):
         if cfg.instruction_tokens:  # the encoder's states are unnormalised (norm ~10): LayerNorm, then project
             self.instruction_embed = nn.Sequential(nn.LayerNorm(cfg.instruction_dim), nn.Linear(cfg.instruction_dim, d))
             self.instruction_pos = nn.Parameter(torch.zeros(cfg.instruction_tokens, d))
+            # FiLM path: every slot squeezed to FILM_DIM and the padded sequence flattened, so word order and the
+            # object / drawer names also shift every token's adaLN conditioning, not only through attention
+            self.instruction_film = nn.Sequential(nn.LayerNorm(cfg.instruction_dim),
+                                                  nn.Linear(cfg.instruction_dim, FILM_DIM))
+            self.instruction_cond = nn.Sequential(nn.Linear(cfg.instruction_tokens * FILM_DIM, d), nn.SiLU(),
+                                                  nn.Linear(d, d))
         if cfg.state_dim:
             self.state_embed = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
@@ -176,7 +183,8 @@ class VideoActionDiT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        for mlp in (self.time_embed, self.lang_embed):
+        mlps = [self.time_embed, self.lang_embed] + ([self.instruction_cond] if self.cfg.instruction_tokens else [])
+        for mlp in mlps:
             nn.init.normal_(mlp[0].weight, std=0.02)
             nn.init.normal_(mlp[2].weight, std=0.02)
         if self.cfg.instruction_tokens:
@@ -203,11 +211,17 @@ class VideoActionDiT(nn.Module):
         uniq, index = torch.unique(key, return_inverse=True)  # (U,), (B, N)
         sample = torch.div(uniq, 2, rounding_mode="floor").long()
         t_u = (uniq - 2.0 * sample).float()
-        lang = as_condition(lang).lang
+        cond = as_condition(lang)
+        lang = cond.lang
         if lang is None:
             lang = torch.zeros(b, self.cfg.lang_dim, device=t.device)
         dtype = self.frame_embed.weight.dtype
-        c = self.time_embed(timestep_features(t_u).to(dtype)) + self.lang_embed(lang.to(dtype))[sample]
+        per_sample = self.lang_embed(lang.to(dtype))  # (B, D)
+        if self.cfg.instruction_tokens and cond.instruction is not None:
+            instr = cond.instruction.to(dtype)
+            film = self.instruction_film(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
+            per_sample = per_sample + self.instruction_cond(film.flatten(1))
+        c = self.time_embed(timestep_features(t_u).to(dtype)) + per_sample[sample]
         return F.silu(c), index
 
     def forward(
