@@ -5,7 +5,8 @@ Every sub-command is a hydra config under ``configs/`` plus a function taking th
     worldmodel eval sim policy=scripted eval.tasks=[PickCan] eval.episodes=5
     worldmodel <command words...> [hydra overrides...]
 
-Unknown keys, bad values and missing inputs end the command with one line on stderr and exit code 2.
+Unknown keys, bad values, missing or unwritable paths and corrupt inputs end the command with one line on stderr
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from worldmodel.errors import UserError
 
-class UserError(Exception):
-    """A problem with the user's input (config, paths, data): printed as one line, exit code 2."""
+__all__ = ["COMMANDS", "Command", "UserError", "compose", "config_dir", "main"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         # Config dataclasses and loaders raise these with the offending field or path in the message.
         print(f"worldmodel: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user chose: a bug or a system failure, keep the traceback
+            raise
+        # read-only or full output directories, a file where a directory is expected, ...
+        print(f"worldmodel: error: cannot write or read {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("worldmodel: interrupted", file=sys.stderr)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from worldmodel.cli import UserError
 from worldmodel.data.pipeline import dataset_path
 from worldmodel.data.reader import resolve_dataset_dir
 from worldmodel.data.schema import DATASET_NAME
+from worldmodel.errors import UserError
 from worldmodel.training.checkpoint import resolve_checkpoint
 from worldmodel.training.trainer import NonFiniteLossError, Trainer
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from worldmodel.training.checkpoint import META, resolve_checkpoint
 from worldmodel.training.config import TrainConfig
+from worldmodel.training.integrity import load_tensors, read_json
 
 # Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh.
 ACTION_PREFIXES = ("action_embed.", "action_head.")
@@ -89,16 +88,16 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
         FileNotFoundError: no checkpoint at ``path``.
     """
     ckpt = resolve_checkpoint(path)
-    meta = json.loads((ckpt / META).read_text())
+    meta = read_json(ckpt / META)
     skip = tuple(meta.get("untrained", []))
     trained_with = meta.get("model", {})
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
     own = model.state_dict()
-    state = _check_and_filter(own, load_file(str(ckpt / "ema.safetensors")), skip, where, hint)
+    state = _check_and_filter(own, load_tensors(ckpt, "ema.safetensors"), skip, where, hint)
     model.load_state_dict(state, strict=False)
-    proj = _check_and_filter(projector.state_dict(), load_file(str(ckpt / "projector.safetensors")), (),
+    proj = _check_and_filter(projector.state_dict(), load_tensors(ckpt, "projector.safetensors"), (),
                              where + " (projector)", hint)
     projector.load_state_dict(proj, strict=True)
     fresh = sorted(k for k in own if k not in state)

@@ -27,12 +27,14 @@ from worldmodel.training import state as S
 from worldmodel.training.checkpoint import (
     PROGRESS_FILE,
     CheckpointContents,
-    latest_checkpoint,
-    remove_stale_temp,
+    ResumeChoice,
+    prune_checkpoints,
     resolve_checkpoint,
+    select_resume,
     write_checkpoint,
 )
 from worldmodel.training.config import TrainConfig
+from worldmodel.training.integrity import load_pickle_free, load_tensors, read_json
 from worldmodel.training.monitor import Monitor
 from worldmodel.training.samples import generate_sample, validation_clip, write_sample
 
@@ -118,17 +120,8 @@ class Trainer:
         self._signal: int | None = None
 
     # ----------------------------------------------------------------------------------------------- setup
-    def _resume_point(self) -> Path | None:
-        resume = self.cfg.get("resume")
-        if resume in (None, "", "none", False):
-            existing = latest_checkpoint(self.run_dir)
-            if existing is not None:
-                raise FileExistsError(f"run_dir={self.run_dir} already holds checkpoints (latest {existing.name}); "
-                                      "pass resume=auto to continue it, or choose another run_dir")
-            return None
-        if str(resume) == "auto":
-            return latest_checkpoint(self.run_dir)
-        return resolve_checkpoint(str(resume))
+    def _resume_point(self) -> ResumeChoice:
+        return select_resume(self.run_dir, self.cfg.get("resume"))
 
     def _on_main(self, fn: Any) -> Any:
         """Run ``fn`` on rank 0 and share its result (or its error) with every rank."""
@@ -162,11 +155,9 @@ class Trainer:
         tc, info = self.tc, self.info
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp(self.run_dir)
-        self.resume_from: Path | None = self._on_main(self._resume_point)
-        meta = json.loads((self.resume_from / "meta.json").read_text()) if self.resume_from else None
-        if info.is_main:
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        choice: ResumeChoice = self._on_main(self._resume_point)
+        self.resume_from: Path | None = choice.path
+        meta = read_json(self.resume_from / "meta.json") if self.resume_from else None
         self.stats = self._stats(meta)
         self.loader, _ = build_clip_loader(self.cfg.data, tc.batch_size, self.run_dir, stats=self.stats,
                                            pin_memory=info.device.type == "cuda")
@@ -218,6 +209,9 @@ class Trainer:
         self.sample_verb = verb
         self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats)) \
             if tc.sample_every else None
+        if info.is_main:  # only now that the run is accepted: a rejected resume changes nothing on disk
+            prune_checkpoints(self.run_dir, choice.skipped)
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
 
     def _progress_head(self, model: nn.Module, resume_meta: dict[str, Any] | None) -> ProgressHead | None:
         """The progress head to train (fine-tuning with ``train.progress_weight > 0``; else None), on the device.
@@ -241,11 +235,9 @@ class Trainer:
         head = ProgressHead(config)
         if self.init and resume_meta is None:
             ckpt = resolve_checkpoint(self.init)
-            init_meta = json.loads((ckpt / "meta.json").read_text())
+            init_meta = read_json(ckpt / "meta.json")
             if init_meta.get("progress_head") == config.to_dict() and (ckpt / PROGRESS_FILE).is_file():
-                from safetensors.torch import load_file
-
-                head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE)), strict=True)
+                head.load_state_dict(load_tensors(ckpt, PROGRESS_FILE), strict=True)
                 if self.info.is_main:
                     print(f"init: progress head from {ckpt}", flush=True)
         return head.to(self.info.device)
@@ -259,17 +251,16 @@ class Trainer:
         return {"train": self.gen, "cpu": self.cpu_gen, "kind": self.kind_gen}
 
     def _load(self, ckpt: Path) -> None:
-        from safetensors.torch import load_file
-
-        D.load_full_state_dict(self.model, load_file(str(ckpt / "model.safetensors")), self.sharded)
-        D.load_full_state_dict(self.ema.model, load_file(str(ckpt / "ema.safetensors")), self.sharded)
-        D.load_full_state_dict(self.projector, load_file(str(ckpt / "projector.safetensors")), self.sharded)
+        D.load_full_state_dict(self.model, load_tensors(ckpt, "model.safetensors"), self.sharded)
+        D.load_full_state_dict(self.ema.model, load_tensors(ckpt, "ema.safetensors"), self.sharded)
+        D.load_full_state_dict(self.projector, load_tensors(ckpt, "projector.safetensors"), self.sharded)
         if self.head is not None:
             if not (ckpt / PROGRESS_FILE).is_file():
                 raise ValueError(f"resume={ckpt}: meta.json names a progress head but {PROGRESS_FILE} is missing")
-            D.load_full_state_dict(self.head, load_file(str(ckpt / PROGRESS_FILE)), self.sharded)
-        D.load_optimizer_state(self.student_module, self.optimizer, torch.load(ckpt / "optimizer.pt"), self.sharded)
-        state = torch.load(ckpt / "trainer_state.pt")
+            D.load_full_state_dict(self.head, load_tensors(ckpt, PROGRESS_FILE), self.sharded)
+        optim = load_pickle_free(ckpt, "optimizer.pt")  # weights_only=True: never runs pickled code
+        D.load_optimizer_state(self.student_module, self.optimizer, optim, self.sharded)
+        state = load_pickle_free(ckpt, "trainer_state.pt")
         if len(state["ranks"]) != self.info.world_size:
             raise ValueError(f"resume={ckpt}: written by {len(state['ranks'])} ranks, this run has "
                              f"{self.info.world_size}; exact resume needs the same number of ranks")
