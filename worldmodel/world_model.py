@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from worldmodel.data.stats import ActionStats
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig, clean_frame_states, default_block
 from worldmodel.objectives.sampling import GenerationContext, generate
+from worldmodel.validation import check_frames, check_language
 
 # The env's action bounds (envs.tabletop.ACTION_LOW/HIGH), repeated so that the model needs no MuJoCo.
 ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
@@ -162,6 +163,8 @@ class WorldModel:
         x = torch.as_tensor(np.asarray(frames), device=self.device)
         if x.dtype != torch.uint8 or x.ndim < 3 or x.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (..., H, W, 3), got {x.dtype} {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise ValueError(f"frames must hold at least one non-empty image, got shape {tuple(x.shape)}")
         lead = x.shape[:-3]
         x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (M, 3, H, W)
         size = (self.cfg.frame_height, self.cfg.frame_width)
@@ -181,7 +184,7 @@ class WorldModel:
     def context(self, frames: Any) -> Tensor:
         """Model-space context (B, K, 3, h, w) from uint8 (K', H, W, 3) or (B, K', H, W, 3) frames: the last K
         frames, the first one repeated when fewer than K are given (the start of an episode)."""
-        x = self.encode_frames(frames)
+        x = self.encode_frames(check_frames(frames))
         if x.ndim == 4:
             x = x[None]
         k = self.context_frames
@@ -190,8 +193,15 @@ class WorldModel:
         return x[:, -k:]
 
     def embed_language(self, language: Any, batch: int) -> Tensor:
-        """(lang_dim,) or (B, lang_dim) -> (batch, lang_dim) float on the device."""
-        lang = torch.as_tensor(np.asarray(language, np.float32), device=self.device)
+        """(lang_dim,) or (B, lang_dim) -> (batch, lang_dim) float on the device.
+
+        Raises:
+            ValueError: naming ``language``: not ``lang_dim`` finite values per row, or B not in (1, batch).
+        """
+        lang = torch.as_tensor(check_language(language, self.cfg.lang_dim), device=self.device)
+        if lang.ndim == 2 and lang.shape[0] not in (1, batch):
+            raise ValueError(f"language has {lang.shape[0]} rows for {batch} contexts; give one (lang_dim,) vector "
+                             "or one row per context")
         return lang.reshape(-1, lang.shape[-1]).expand(batch, -1) if lang.ndim == 1 or lang.shape[0] == 1 \
             else lang
 
@@ -322,7 +332,7 @@ class WorldModel:
         Returns:
             (T,) (or (B, T)) float32 in [0, 1].
         """
-        x = self.encode_frames(frames)
+        x = self.encode_frames(check_frames(frames))
         single = x.ndim == 4
         x = x[None] if single else x
         out = self.progress_model(x, self.embed_language(language, x.shape[0])).cpu().numpy().astype(np.float32)

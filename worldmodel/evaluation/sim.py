@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from worldmodel.evaluation.stats import wilson_interval
+from worldmodel.validation import check_writable_dir
 
 
 @dataclass
@@ -39,11 +40,15 @@ class EvalConfig:
     def __post_init__(self) -> None:
         import envs
 
+        if isinstance(self.tasks, str):  # `eval.tasks=CloseDrawer` (no brackets): one task, or a comma list
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if not self.tasks:
             raise ValueError("eval.tasks must name at least one task")
         self.tasks = [envs.task_name(str(t)) for t in self.tasks]  # short names; ValueError naming an unknown one
         if self.episodes < 1:
             raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.seed < 0:
+            raise ValueError(f"eval.seed must be >= 0 (episode i uses seed + i), got {self.seed}")
         if self.workers < 1:
             raise ValueError(f"eval.workers must be >= 1, got {self.workers}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
@@ -154,11 +159,14 @@ def _latency(results: list[EpisodeResult]) -> dict[str, Any]:
 
 
 def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:
-    """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content."""
+    """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content.
+
+    ``out`` is checked for writability first and created only by the first file written into it, so an
+    evaluation that fails before its first episode (a missing checkpoint, a bad policy setting) leaves nothing.
+    """
     from envs.tasks import TASK_CLASSES
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(cfg.out, "eval.out")
     jobs = []
     for task in cfg.tasks:
         for i in range(cfg.episodes):
@@ -188,6 +196,7 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
         "wall_time_s": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
     }
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "eval_info.json.tmp"
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, out / "eval_info.json")

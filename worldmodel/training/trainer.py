@@ -37,6 +37,7 @@ from worldmodel.training.config import TrainConfig
 from worldmodel.training.integrity import load_pickle_free, load_tensors, read_json
 from worldmodel.training.monitor import Monitor
 from worldmodel.training.samples import generate_sample, validation_clip, write_sample
+from worldmodel.validation import check_language_dim, check_writable_dir
 
 MODES = ("pretrain", "finetune")
 TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions")
@@ -154,6 +155,7 @@ class Trainer:
     def _setup(self) -> None:
         tc, info = self.tc, self.info
         if info.is_main:
+            check_writable_dir(self.run_dir, "run_dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
         choice: ResumeChoice = self._on_main(self._resume_point)
         self.resume_from: Path | None = choice.path
@@ -164,6 +166,7 @@ class Trainer:
         model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
         model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or tc.activation_checkpointing
         self.model_cfg = ModelConfig.from_dict(model_dict)
+        check_language_dim(self.loader.dataset.language_dim, self.model_cfg.lang_dim, f"data.dir={self.cfg.data.dir}")
         if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
                                                                               "checkpointing": False}:
             raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
