@@ -177,6 +177,7 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
     results: list[EpisodeResult] = []
     bar = tqdm(total=len(jobs), desc=f"eval {policy_cfg['name']}", unit="ep", disable=not show_progress)
     with ExitStack() as stack:
+        stack.callback(bar.close)  # also on errors, so that the error message starts a line of its own
         if cfg.workers == 1:
             episodes = map(_run_job, jobs)
         else:
@@ -186,7 +187,6 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
             results.append(result)
             bar.update()
             bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
-    bar.close()
     stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in cfg.tasks}
     info = {
         "policy": policy_cfg,
