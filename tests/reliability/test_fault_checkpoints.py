@@ -123,6 +123,19 @@ def test_row5_weights_only_checkpoint_loads_for_eval_and_init(data_root, base_ru
         assert f"from {shared}" in out
 
 
+def test_legacy_checkpoints_without_manifest_still_load_and_resume(data_root, run_copy, capsys) -> None:
+    """Checkpoints written before manifests: loadable for inference; for resume, verified by loading every file
+    (a truncated legacy file is still caught and skipped)."""
+    for step in (2, 4):
+        (ckpt(run_copy, step) / MANIFEST).unlink()
+    assert load_checkpoint(run_copy).step == 4
+    verify_checkpoint(ckpt(run_copy, 4))
+    _truncate(ckpt(run_copy, 4) / "optimizer.pt")
+    code, _, err = run_cli(capsys, "finetune", "rt1", *overrides(data_root, run_copy), "resume=auto")
+    assert code == 0, err[-2000:]
+    assert "skipping step_00000004" in err and "optimizer.pt" in err and "resuming from step_00000002" in err
+
+
 @pytest.mark.parametrize("change", ["model.depth=2", "train.progress_weight=0"])
 def test_row12_rejected_resume_changes_nothing_on_disk(data_root, run_copy, capsys, change) -> None:
     """Row 12: a resume rejected for a different model (or head) exits 2 and leaves every file as it was,
