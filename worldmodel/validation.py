@@ -15,6 +15,11 @@ import numpy as np
 from worldmodel.errors import UserError
 
 
+class PathError(UserError, ValueError):
+    """An output path that cannot be written (a ``ValueError`` too, so that code sharing configuration errors
+    between ranks, which catches ``ValueError``, shares it)."""
+
+
 def check_language(language: Any, dim: int, field: str = "language") -> np.ndarray:
     """An instruction embedding: finite float values, ``dim`` of them (or ``(B, dim)``).
 
@@ -105,14 +110,14 @@ def check_writable_dir(path: str | Path, field: str) -> Path:
     permissions; the later OSError is then reported as one line by the CLI.)
 
     Raises:
-        UserError: naming the field and the offending directory.
+        PathError: naming the field and the offending directory.
     """
     p = Path(path).expanduser().absolute()
     existing = p
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"{field}={path}: {existing} is not a directory")
+        raise PathError(f"{field}={path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{field}={path}: {existing} is not writable")
+        raise PathError(f"{field}={path}: {existing} is not writable")
     return p

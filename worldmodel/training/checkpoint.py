@@ -12,8 +12,6 @@ Layout of one checkpoint (``step_00001000/``)::
                            CUDA, the training generator) and the data-stream position
     config.yaml            the resolved run config
     meta.json              step, mode, model config, action statistics, world size, progress head config
-                           (written last)
-
     manifest.json          size and SHA-256 of every other file (written last; see
                            :mod:`worldmodel.training.integrity`)
 
@@ -77,11 +75,11 @@ def _step_of(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def is_complete(path: Path) -> bool:
+def is_complete(path: Path, step: int | None = None) -> bool:
     """True for a ``step_N`` directory whose manifest lists every file a resume needs, each with its listed size
     (cheap: no checksums; :func:`verify_checkpoint` compares those). Legacy checkpoints (no manifest): every
-    file present and ``meta.json`` naming the step."""
-    step = _step_of(path)
+    file present and ``meta.json`` naming the step. ``step`` overrides the step read from the name."""
+    step = _step_of(path) if step is None else step
     if step is None:
         return False
     try:
@@ -220,7 +218,8 @@ def prune_checkpoints(run_dir: str | Path, skipped: list[Path] | None = None) ->
         return []
     for old in sorted(p for p in root.iterdir() if p.name.startswith(OLD_PREFIX)):
         name = old.name[len(OLD_PREFIX):].rsplit("-", 1)[0]
-        if _step_of(Path(name)) is not None and not (root / name).exists() and is_complete(old):
+        step = _step_of(Path(name))
+        if step is not None and not (root / name).exists() and is_complete(old, step):
             old.rename(root / name)
     removed = [p for p in root.iterdir() if p.name.startswith(TMP_PREFIX)]
     removed += [p for p in _step_dirs(run_dir) if p in (skipped or []) or not is_complete(p)]

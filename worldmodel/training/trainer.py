@@ -122,6 +122,8 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- setup
     def _resume_point(self) -> ResumeChoice:
+        check_writable_dir(self.run_dir, "run_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         return select_resume(self.run_dir, self.cfg.get("resume"))
 
     def _on_main(self, fn: Any) -> Any:
@@ -154,9 +156,6 @@ class Trainer:
 
     def _setup(self) -> None:
         tc, info = self.tc, self.info
-        if info.is_main:
-            check_writable_dir(self.run_dir, "run_dir")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         choice: ResumeChoice = self._on_main(self._resume_point)
         self.resume_from: Path | None = choice.path
         meta = read_json(self.resume_from / "meta.json") if self.resume_from else None
