@@ -135,3 +135,11 @@ def test_row11_corrupt_payload_is_one_line_in_workers_too(data_copy, tmp_path, c
     assert code == 2
     line = one_error_line(err)
     assert str(dataset_dir(data_copy, NAME)) in line and "episode 0" in line and "DataLoader" not in line
+
+
+def test_language_length_must_match_the_model(data_root, tmp_path, capsys) -> None:
+    """The clip loader's embeddings (512 per step) against a model built for another length: one line."""
+    code, _, err = run_cli(capsys, "pretrain", *overrides(data_root, tmp_path / "run"), "model.lang_dim=384")
+    assert code == 2
+    line = one_error_line(err)
+    assert "natural_language_embedding has 512" in line and "model.lang_dim=384" in line
