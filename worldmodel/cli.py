@@ -5,10 +5,10 @@ Every sub-command is a hydra config under ``configs/`` plus a function taking th
     worldmodel eval sim policy=scripted eval.tasks=[PickCan] eval.episodes=5
     worldmodel <command words...> [hydra overrides...]
 
-Unknown keys, values of the wrong type (``train.steps=abc``), out-of-range values and missing inputs end the
-command with one line on stderr and exit code 2, whichever way it is started: ``worldmodel ...``,
-``python -m worldmodel.cli ...`` or ``torchrun ... -m worldmodel.cli ...``. The defaults of every key are the
-config dataclasses' (:mod:`worldmodel.config_store`); ``configs/`` holds presets and overrides.
+Unknown keys, values of the wrong type (``train.steps=abc``), out-of-range values, missing or unwritable paths
+and corrupt inputs end the command with one line on stderr and exit code 2, whichever way it is started:
+``worldmodel ...``, ``python -m worldmodel.cli ...`` or ``torchrun ... -m worldmodel.cli ...``. The defaults of
+every key are the config dataclasses' (:mod:`worldmodel.config_store`); ``configs/`` holds presets and overrides.
 """
 
 from __future__ import annotations
@@ -117,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         # Config dataclasses and loaders raise these with the offending field or path in the message.
         print(f"worldmodel: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user chose: a bug or a system failure, keep the traceback
+            raise
+        # read-only or full output directories, a file where a directory is expected, ...
+        print(f"worldmodel: error: cannot write or read {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("worldmodel: interrupted", file=sys.stderr)

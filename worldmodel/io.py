@@ -14,9 +14,13 @@ Layout of one checkpoint (``<run_dir>/checkpoints/step_00001000/``)::
     trainer_state.pt       step, LR scheduler, EMA update count, and per rank: RNG states and the data position
     config.yaml            the resolved run config
     meta.json              step, mode, model config, action statistics, world size, progress head config
-                           (written last)
+    manifest.json          size and SHA-256 of every other file (written last; :mod:`worldmodel.integrity`)
 
-``worldmodel.training.checkpoint`` writes them (atomically); this module finds and loads them.
+``worldmodel.training.checkpoint`` writes them (atomically: temp directory, manifest last, rename); this module
+finds and loads them. "Complete" means the manifest lists every file with its size; loading checks each file it
+reads against the manifest, and ``resume=auto`` checks the checksums of everything. Evaluation, the planner and
+``init=`` read only ``config.yaml``, ``meta.json`` and the safetensors files, so a checkpoint without the two
+pickle files can be shared and loaded.
 
 Pixels: the model sees frames as float ``(..., 3, H, W)`` in [-1, 1]; cameras and videos are uint8
 ``(..., H, W, 3)``. :func:`pixels_to_model` and :func:`model_to_pixels` are the only conversions.
@@ -24,7 +28,6 @@ Pixels: the model sees frames as float ``(..., 3, H, W)`` in [-1, 1]; cameras an
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
+
+from worldmodel.integrity import (  # noqa: F401  (CONFIG, MANIFEST: re-exported for the writer and tests)
+    CONFIG,
+    INFERENCE_FILES,
+    MANIFEST,
+    META,
+    RESUME_FILES,
+    CheckpointError,
+    check_checkpoint,
+    load_tensors,
+    read_json,
+)
 
 if TYPE_CHECKING:  # imported where used: the data pipeline imports this module for the pixel conversion
     from worldmodel.data.stats import ActionStats
@@ -47,11 +61,9 @@ ACTION_HIGH = -ACTION_LOW
 
 CHECKPOINTS = "checkpoints"
 TMP_PREFIX = ".tmp-"
-META = "meta.json"
 PROGRESS_FILE = "progress.safetensors"  # optional: only fine-tuning checkpoints with a progress head have it
 FORMAT_VERSION = 1
-FILES = ("model.safetensors", "ema.safetensors", "projector.safetensors", "optimizer.pt", "trainer_state.pt",
-         "config.yaml", META)
+FILES = RESUME_FILES  # every file a resume needs (progress.safetensors only when meta names a head)
 _NAME = re.compile(r"^step_(\d{8,})$")
 
 
@@ -76,24 +88,52 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def is_complete(path: Path) -> bool:
-    """True for a renamed-into-place checkpoint directory holding every file and a readable ``meta.json``."""
+def _step_of(path: Path) -> int | None:
     match = _NAME.match(path.name)
-    if not path.is_dir() or match is None or not all((path / f).is_file() for f in FILES):
+    return int(match.group(1)) if match else None
+
+
+def is_complete(path: Path, step: int | None = None) -> bool:
+    """True for a ``step_N`` directory whose manifest lists every file a resume needs, each with its listed size
+    (cheap: no checksums; :func:`verify_checkpoint` compares those). Legacy checkpoints (no manifest): every
+    file present and ``meta.json`` naming the step. ``step`` overrides the step read from the name."""
+    step = _step_of(path) if step is None else step
+    if step is None:
         return False
     try:
-        return int(json.loads((path / META).read_text())["step"]) == int(match.group(1))
-    except (ValueError, KeyError, json.JSONDecodeError):
+        check_checkpoint(path, checksum=False, step=step)
+    except CheckpointError:
         return False
+    return True
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temp and incomplete directories are ignored)."""
+def is_loadable(path: Path) -> bool:
+    """True for a directory holding what inference and ``init=`` read (``config.yaml``, ``meta.json``,
+    ``ema.safetensors``), with the sizes its manifest lists; the pickle files are not needed."""
+    try:
+        check_checkpoint(path, INFERENCE_FILES, checksum=False)
+    except CheckpointError:
+        return False
+    return True
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise :class:`~worldmodel.integrity.CheckpointError` (naming the file) unless every file of the
+    checkpoint matches its manifest, checksums included (legacy checkpoints: every file loads)."""
+    check_checkpoint(path, checksum=True, step=_step_of(path))
+
+
+def step_dirs(run_dir: str | Path) -> list[Path]:
+    """Every ``step_N`` directory of a run, complete or not, oldest first."""
     root = Path(run_dir).expanduser() / CHECKPOINTS
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _NAME.match(p.name) and is_complete(p)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    return sorted((p for p in root.iterdir() if _step_of(p) is not None and p.is_dir()), key=_step_of)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run (:func:`is_complete`), oldest first; temp and incomplete ones are ignored."""
+    return [p for p in step_dirs(run_dir) if is_complete(p)]
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -103,27 +143,32 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, or a run directory (→ its latest complete checkpoint).
+    """A checkpoint directory, or a run directory (→ its newest checkpoint), to load weights from.
+
+    Only what inference and ``init=`` read is required (:func:`is_loadable`), so a weights-only export
+    (``worldmodel.training.checkpoint.export_weights``) resolves too.
 
     Raises:
-        FileNotFoundError: naming the path when it is neither.
+        FileNotFoundError: the path does not exist.
+        CheckpointError: naming the missing or damaged file.
     """
     p = Path(path).expanduser()
-    if is_complete(p):
-        return p
-    if p.is_dir():
-        latest = latest_checkpoint(p)
-        if latest is not None:
-            return latest
     if not p.exists():
         raise FileNotFoundError(f"checkpoint not found: {p}")
-    raise FileNotFoundError(f"{p}: not a complete checkpoint (step_N/ with {', '.join(FILES)}) nor a run "
-                            f"directory holding {CHECKPOINTS}/step_N/")
+    if is_loadable(p):
+        return p
+    runs = [c for c in step_dirs(p) if is_loadable(c)]
+    if runs:
+        return runs[-1]
+    if (p / META).exists() or (p / MANIFEST).exists() or _step_of(p) is not None:
+        check_checkpoint(p, INFERENCE_FILES, checksum=False)  # raises, naming the file
+    raise CheckpointError(f"{p}: not a checkpoint (a directory with {', '.join(INFERENCE_FILES)}) nor a run "
+                          f"directory holding {CHECKPOINTS}/step_N/")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """``meta.json`` of a checkpoint (or of a run directory's latest checkpoint)."""
-    return json.loads((resolve_checkpoint(path) / META).read_text())
+    return read_json(resolve_checkpoint(path) / META)
 
 
 @dataclass
@@ -166,17 +211,18 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
         :class:`LoadedCheckpoint` with the model in eval mode.
 
     Raises:
-        FileNotFoundError: the path is not a complete checkpoint nor a run directory with one.
+        FileNotFoundError: the path does not exist.
+        CheckpointError: a file it needs is missing, damaged or differs from the manifest (named).
     """
     from worldmodel.data.stats import ActionStats
     from worldmodel.models import ModelConfig, build_model
 
     ckpt = resolve_checkpoint(path)
-    meta = json.loads((ckpt / META).read_text())
+    meta = read_json(ckpt / META)
     model_cfg = ModelConfig.from_dict({**meta["model"], "checkpointing": False})
     with torch.device("meta"):
         model = build_model(model_cfg)
-    state = load_file(str(ckpt / ("ema.safetensors" if ema else "model.safetensors")), device=str(device))
+    state = load_tensors(ckpt, "ema.safetensors" if ema else "model.safetensors", device)
     model.load_state_dict(state, strict=True, assign=True)
     stats = ActionStats.from_dict(meta["action_stats"]) if meta.get("action_stats") else None
     config = OmegaConf.create((ckpt / "config.yaml").read_text())
@@ -195,5 +241,5 @@ def load_progress_head(ckpt: Path, meta: dict[str, Any], device: str | torch.dev
     if not head_cfg or not (ckpt / PROGRESS_FILE).is_file():
         return None
     head = ProgressHead(ProgressHeadConfig(**head_cfg))
-    head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE), device=str(device)), strict=True)
+    head.load_state_dict(load_tensors(ckpt, PROGRESS_FILE, device), strict=True)
     return head.to(device)

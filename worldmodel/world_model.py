@@ -43,6 +43,7 @@ from worldmodel.io import (  # noqa: F401  (PROGRESS_FILE: re-exported for calle
 from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig, clean_frame_states, default_block
 from worldmodel.objectives.sampling import GenerationContext, generate
+from worldmodel.validation import check_frames, check_language
 
 
 @dataclass
@@ -171,6 +172,8 @@ class WorldModel:
         x = torch.as_tensor(np.asarray(frames), device=self.device)
         if x.dtype != torch.uint8 or x.ndim < 3 or x.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (..., H, W, 3), got {x.dtype} {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise ValueError(f"frames must hold at least one non-empty image, got shape {tuple(x.shape)}")
         lead = x.shape[:-3]
         x = pixels_to_model(x.reshape(-1, *x.shape[-3:]))  # (M, 3, H, W)
         size = (self.cfg.frame_height, self.cfg.frame_width)
@@ -190,7 +193,7 @@ class WorldModel:
     def context(self, frames: Any) -> Tensor:
         """Model-space context (B, K, 3, h, w) from uint8 (K', H, W, 3) or (B, K', H, W, 3) frames: the last K
         frames, the first one repeated when fewer than K are given (the start of an episode)."""
-        x = self.encode_frames(frames)
+        x = self.encode_frames(check_frames(frames))
         if x.ndim == 4:
             x = x[None]
         k = self.context_frames
@@ -243,8 +246,9 @@ class WorldModel:
         return cond.to(self.device)
 
     def _sentence(self, language: Any) -> Tensor:
-        lang = torch.as_tensor(np.asarray(language, np.float32), device=self.device)
-        return lang.reshape(-1, lang.shape[-1]) if lang.ndim == 1 else lang  # (B, lang_dim)
+        """(lang_dim,) or (B, lang_dim) -> (B, lang_dim); ValueError naming ``language`` unless finite, right size."""
+        lang = torch.as_tensor(check_language(language, self.cfg.lang_dim), device=self.device)
+        return lang.reshape(-1, lang.shape[-1]) if lang.ndim == 1 else lang
 
     def _instruction(self, text: Any) -> Tensor | None:
         if not self.cfg.instruction_tokens:
@@ -265,6 +269,8 @@ class WorldModel:
         pose = np.asarray(obs["base_pose_tool_reached"], np.float32)
         grip = np.asarray(obs["gripper_closed"], np.float32)
         state = np.concatenate([pose.reshape(-1, 7), grip.reshape(-1, 1)], axis=1)  # (K', 8)
+        if not np.isfinite(state).all():
+            raise ValueError("base_pose_tool_reached / gripper_closed hold non-finite values (NaN/inf)")
         k = self.context_frames
         if len(state) < k:
             state = np.concatenate([np.repeat(state[:1], k - len(state), 0), state])
@@ -411,7 +417,7 @@ class WorldModel:
         Returns:
             (T,) (or (B, T)) float32 in [0, 1].
         """
-        x = self.encode_frames(frames)
+        x = self.encode_frames(check_frames(frames))
         single = x.ndim == 4
         x = x[None] if single else x
         out = self.progress_model(x, self.embed_language(language, x.shape[0])).cpu().numpy().astype(np.float32)

@@ -32,7 +32,7 @@ def test_two_ranks_on_cpu(strategy: str, common, tmp_path) -> None:
         lo, hi = shard_range(8, rank, 2)
         assert eps <= set(range(lo, hi))
 
-    state = torch.load(latest_checkpoint(run) / "trainer_state.pt")
+    state = torch.load(latest_checkpoint(run) / "trainer_state.pt", weights_only=True)
     positions = [r["data"]["positions"] for r in state["ranks"]]
     assert positions == [{"0": [0, 16]}, {"1": [0, 16]}]  # each rank consumed 4 steps x 4 clips of its shard
     loaded = load_checkpoint(run)

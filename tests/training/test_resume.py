@@ -65,7 +65,7 @@ def test_sigkill_then_resume_gives_identical_losses(common, tmp_path) -> None:
     resumed, reference = losses(killed), losses(full)
     assert sorted(resumed) == list(range(1, STEPS + 1)) == sorted(reference)
     assert resumed == reference  # bit-identical per-step losses
-    a, b = (torch.load(latest_checkpoint(r) / "trainer_state.pt") for r in (killed, full))
+    a, b = (torch.load(latest_checkpoint(r) / "trainer_state.pt", weights_only=True) for r in (killed, full))
     assert a["ranks"][0]["data"] == b["ranks"][0]["data"]  # same data-stream position at the end
     # the progress head (trained from the EMA model's features) resumes exactly too
     ha, hb = (load_file(str(latest_checkpoint(r) / PROGRESS_FILE)) for r in (killed, full))

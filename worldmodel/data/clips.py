@@ -27,6 +27,7 @@ stay JPEG bytes until a clip is yielded.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from worldmodel.data.reader import RLDSDataset, episode_actions, episode_states, open_rlds
+from worldmodel.data.reader import DatasetError, RLDSDataset, episode_actions, episode_states, open_rlds
 from worldmodel.data.stats import ActionStats
 from worldmodel.io import pixels_to_model
 
@@ -159,6 +160,7 @@ class ClipDataset(IterableDataset):
         self.path = opened.path
         self.num_episodes = opened.num_episodes if config.max_episodes is None else \
             min(opened.num_episodes, config.max_episodes)
+        self.language_dim = opened.language_dim()
         self.strict = strict
         self.config = config
         self.stats = stats
@@ -258,7 +260,11 @@ class ClipDataset(IterableDataset):
     def _materialise(self, ep: dict[str, Any], start: int, position: tuple[int, int, int]) -> dict[str, Any]:
         cfg = self.config
         k, f, length = cfg.context_frames, cfg.future_frames, ep["length"]
-        frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
+        try:
+            frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
+        except (OSError, ValueError) as exc:  # PIL: truncated or non-JPEG bytes
+            raise DatasetError(f"{self.path}: episode {ep['index']}, steps {start}-{start + k + f - 1}: "
+                               f"undecodable image ({exc})") from exc
         # numpy, not torch: tiny elementwise torch ops in workers pay for thread-pool wake-ups
         frames_t = torch.from_numpy(np.ascontiguousarray(pixels_to_model(frames)))  # (K+F, 3, H, W)
         steps = np.arange(start + k, start + k + f)
@@ -314,7 +320,16 @@ class ClipLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         iterator = iter(self.loader)  # workers copy the dataset (and its resume points) here
         self.dataset.set_resume({})
-        for batch in iterator:
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                plain = worker_error(exc)
+                if plain is None:
+                    raise
+                raise plain from exc
             pos = batch.pop("_position")  # (B, 3): shard, epoch, index
             for shard, epoch, index in pos.tolist():
                 if (epoch, index + 1) > self._positions.get(shard, (-1, 0)):
@@ -335,3 +350,23 @@ class ClipLoader:
             raise ValueError(f"loader state seed {state['seed']} != data.seed {self.dataset.config.seed}")
         self._positions = {int(k): (int(v[0]), int(v[1])) for k, v in state["positions"].items()}
         self.dataset.set_resume(self._positions)
+
+
+def worker_error(exc: Exception) -> Exception | None:
+    """The one-line error a DataLoader worker raised, from the main process's re-raise of it.
+
+    ``DataLoader`` re-raises a worker's exception as the same type with the worker's whole traceback as the
+    message; the user needs only its last line (the original message), as when reading in the main process.
+
+    Returns:
+        A new exception of the same type with the original message, or None if ``exc`` is not such a re-raise.
+    """
+    text = str(exc)
+    if not (text.startswith("Caught ") and "DataLoader worker" in text.split("\n", 1)[0]):
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    match = re.match(rf"^[\w.]*\b{re.escape(type(exc).__name__)}: (.*)$", lines[-1])
+    try:
+        return type(exc)(match.group(1) if match else lines[-1])
+    except Exception:  # an exception type that takes other arguments: keep torch's
+        return None

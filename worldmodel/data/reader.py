@@ -116,6 +116,13 @@ class RLDSDataset:
                 "num_episodes": self.num_episodes,
                 "num_bytes": int(self.builder.info.splits[self.split].num_bytes)}
 
+    def language_dim(self) -> int | None:
+        """Length D of ``steps/observation/natural_language_embedding`` per step (None if the dataset has none)."""
+        try:
+            return int(self.builder.info.features["steps"]["observation"]["natural_language_embedding"].shape[-1])
+        except (KeyError, IndexError, TypeError):
+            return None
+
     def shard_files(self) -> list[Path]:
         """The tfrecord shard paths of the split, in order."""
         return [Path(os.fspath(p)) for p in self.builder.info.splits[self.split].filepaths]
@@ -148,14 +155,16 @@ class RLDSDataset:
         Args:
             start, stop: episode index range (``stop=None``: to the end).
             decode_images: decode JPEGs to (T, 256, 320, 3) uint8; otherwise a (T,) array of JPEG bytes.
-            check_actions: raise on NaN/inf in the 7 model action dims.
+            check_actions: raise on NaN/inf in the 7 model action dims, or values far outside their physical
+                range (``schema.ACTION_BOUNDS``). The language embedding is always checked (finite).
 
         Yields:
             ``{"aspects", "attributes", "steps", "episode_index"}``; ``steps`` values have a leading T axis
             (e.g. ``steps["action"]["world_vector"]`` is (T, 3), strings are bytes).
 
         Raises:
-            DatasetError: corrupt/truncated shard (names the directory) or non-finite actions (names episode).
+            DatasetError: corrupt/truncated shard (names the directory), non-finite or out-of-range actions or a
+                non-finite language embedding (names the episode and step).
         """
         stop = self.num_episodes if stop is None else stop
         return self.episodes_in([(start, stop)], decode_images, check_actions)
@@ -193,8 +202,10 @@ class RLDSDataset:
                     tf.errors.OutOfRangeError) as exc:
                 raise DatasetError(f"{self.path}: corrupt or truncated shard while reading episode {index}: "
                                    f"{str(exc).splitlines()[0]}") from exc
+            where = f"{self.path}: episode {index}"
             if check_actions:
-                check_finite_actions(ep["steps"]["action"], f"{self.path}: episode {index}")
+                check_finite_actions(ep["steps"]["action"], where)
+            check_language(ep["steps"]["observation"].get("natural_language_embedding"), where)
             ep["episode_index"] = index
             yield ep
 
@@ -238,13 +249,33 @@ def episode_states(observation: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def check_finite_actions(action: dict[str, np.ndarray], where: str) -> None:
-    """Raise :class:`DatasetError` naming ``where``, the key and the step if any model action is NaN/inf."""
+    """Raise :class:`DatasetError` naming ``where``, the key and the step if any model action is NaN/inf or lies
+    beyond ``ACTION_BOUND_MARGIN`` times its physical bound (``schema.ACTION_BOUNDS``)."""
     for key, _ in schema.ACTION_KEYS:
         values = np.asarray(action[key])
         bad = ~np.isfinite(values)
         if bad.any():
             step = int(np.argwhere(bad)[0][0])
             raise DatasetError(f"{where}: non-finite value in steps/action/{key} at step {step}")
+        limit = schema.ACTION_BOUNDS[key] * schema.ACTION_BOUND_MARGIN
+        far = np.abs(values) > limit
+        if far.any():
+            step, *rest = np.argwhere(far)[0]
+            value = values[(step, *rest)]
+            raise DatasetError(f"{where}: steps/action/{key} = {value:.6g} at step {int(step)} is far outside its "
+                               f"physical range ±{schema.ACTION_BOUNDS[key]:.4g} (corrupt data? normalisation "
+                               "statistics would be ruined)")
+
+
+def check_language(embedding: np.ndarray | None, where: str) -> None:
+    """Raise :class:`DatasetError` naming ``where`` and the step if the (T, D) instruction embedding is NaN/inf."""
+    if embedding is None:
+        return
+    bad = ~np.isfinite(np.asarray(embedding, np.float32))
+    if bad.any():
+        step = int(np.argwhere(bad)[0][0])
+        raise DatasetError(f"{where}: non-finite value in steps/observation/natural_language_embedding at "
+                           f"step {step}")
 
 
 def open_rlds(path: str | Path, name: str | None = None, version: str | None = None, *,

@@ -28,6 +28,13 @@ ACTION_KEYS: tuple[tuple[str, int], ...] = (
     ("gripper_closedness_action", 1),
 )
 
+# Physical range of each model action key (RT-1's action spec: metres / radians per step, gripper command), and
+# how far past it a value may lie before the data is called corrupt: RT-1's values stay inside the range, so a
+# value beyond twice the bound (e.g. 1e30) is damage, not motion, and would ruin the normalisation quantiles.
+ACTION_BOUNDS: dict[str, float] = {"world_vector": 1.0, "rotation_delta": float(np.pi / 2),
+                                   "gripper_closedness_action": 1.0}
+ACTION_BOUND_MARGIN = 2.0
+
 # Terminate one-hot as in RT-1: index 0 = "terminate", 1 = "continue", 2 = unused.
 TERMINATE_RUNNING = np.array([0, 1, 0], dtype=np.int32)
 TERMINATE_LAST = np.array([1, 0, 0], dtype=np.int32)

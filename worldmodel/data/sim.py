@@ -20,6 +20,7 @@ import numpy as np
 
 from worldmodel.data import schema
 from worldmodel.data.writer import Episode, episode_example, write_dataset
+from worldmodel.validation import check_writable_dir
 
 _ENVS: dict[tuple[str, tuple[int, int], str, float], tuple[Any, Any]] = {}  # per-process env/policy cache
 
@@ -97,10 +98,14 @@ def _check_config(cfg: Any) -> dict[str, Any]:
     import policies
 
     c = {k: cfg[k] for k in ("out", "name", "version", "episodes", "seed", "workers", "overwrite")}
-    tasks = list(cfg.tasks)
+    # `tasks=PickCan` (no brackets) arrives as a string: one task, or several separated by commas
+    tasks = [t.strip() for t in cfg.tasks.split(",")] if isinstance(cfg.tasks, str) else list(cfg.tasks)
     unknown = [t for t in tasks if t not in envs.TASKS]
     if not tasks or unknown:
         raise ValueError(f"tasks: unknown or empty {unknown or tasks}; choose from {list(envs.TASKS)}")
+    if int(c["seed"]) < 0:
+        raise ValueError(f"seed must be >= 0, got {c['seed']}")
+    check_writable_dir(c["out"], "out")  # before any rollout, not after the last one
     if int(c["episodes"]) < 1:
         raise ValueError(f"episodes must be >= 1, got {c['episodes']}")
     if int(c["workers"]) < 1:
@@ -162,7 +167,9 @@ def run(cfg: Any) -> int:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else dict(metadata)
     meta["successes"] = {t: [int(s["success"]) for s in summaries if s["task"] == t] for t in c["tasks"]}
     meta["steps"] = [int(s["steps"]) for s in summaries]
-    meta_file.write_text(json.dumps(meta, indent=1))
+    tmp = meta_file.with_name(f".{meta_file.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(meta_file)
     size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
     success = np.mean([s["success"] for s in summaries]) if summaries else 0.0
     steps = sum(s["steps"] for s in summaries)

@@ -31,6 +31,7 @@ attributes                                  env/env_name = task index / gym id; 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -222,7 +223,9 @@ def write_dataset(episodes: Iterable[Episode | dict[str, Any]], out: str | Path,
         metadata: JSON-serialisable dict stored as ``metadata.json`` (generation config, seeds...).
         num_episodes: expected count, for the progress bar only.
         num_shards: force this many tfrecord shards (default: tfds' size-based choice).
-        overwrite: replace an existing ``out/<name>/<version>``; otherwise that is an error.
+        overwrite: replace an existing ``out/<name>/<version>``; otherwise that is an error. The new dataset is
+            written beside the old one (``out/.<name>-<version>.staging-<pid>/``) and swapped in only when
+            complete, so a run killed (or failing) midway leaves the old dataset as it was.
         progress: show a tqdm bar.
 
     Returns:
@@ -234,13 +237,18 @@ def write_dataset(episodes: Iterable[Episode | dict[str, Any]], out: str | Path,
 
     if not name.isidentifier() or name != name.lower():
         raise ValueError(f"dataset name {name!r} must be a lower-case snake_case identifier")
-    target = dataset_dir(out, name, version)
+    root = Path(out).expanduser()
+    target = dataset_dir(root, name, version)
+    _recover_interrupted_swap(target)
     if target.exists():
         if not overwrite:
             raise ValueError(f"{target} already exists; pass overwrite=true (or another out=/name=)")
         if not (target / "dataset_info.json").exists() and any(target.iterdir()):
             raise ValueError(f"refusing to overwrite {target}: not empty and not a tfds dataset directory")
-        shutil.rmtree(target)
+    for stale in root.glob(f".{name}-{version}.staging-*"):  # left by killed writers; never read
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = root / f".{name}-{version}.staging-{os.getpid()}"
+    staging.mkdir(parents=True)
 
     def converted() -> Iterator[dict[str, Any]]:
         bar = tqdm(total=num_episodes, desc=f"writing {name}", unit="ep", disable=not progress)
@@ -250,16 +258,37 @@ def write_dataset(episodes: Iterable[Episode | dict[str, Any]], out: str | Path,
                 bar.update(1)
 
     builder_cls = _make_builder_class(name, version, description, metadata, converted())
-    builder = builder_cls(data_dir=str(Path(out).expanduser()))
     config = tfds.download.DownloadConfig(try_download_gcs=False, num_shards=num_shards,
                                           compute_stats=tfds.download.ComputeStatsMode.SKIP)
     tfds.disable_progress_bar()  # ours is the one bar that counts episodes
     try:
-        builder.download_and_prepare(download_config=config)
+        builder_cls(data_dir=str(staging)).download_and_prepare(download_config=config)
+        _swap_in(dataset_dir(staging, name, version), target)
     finally:
         tfds.enable_progress_bar()
-    downloads = Path(out).expanduser() / "downloads"  # tfds creates it even with nothing to download
-    for sub in (downloads / "extracted", downloads):
-        if sub.is_dir() and not any(sub.iterdir()):
-            sub.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _replaced(target: Path) -> list[Path]:
+    return sorted(target.parent.glob(f".{target.name}.replaced-*")) if target.parent.is_dir() else []
+
+
+def _swap_in(built: Path, target: Path) -> None:
+    """Move a complete dataset directory to ``target``, replacing what is there (two renames: the old one is
+    set aside first and deleted last)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    built.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_interrupted_swap(target: Path) -> None:
+    """Undo a swap killed between its two renames (the old dataset set aside, the new one not yet in place)."""
+    for old in _replaced(target):
+        if not target.exists() and (old / "dataset_info.json").is_file():
+            old.rename(target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)

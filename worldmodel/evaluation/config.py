@@ -36,11 +36,15 @@ class EvalConfig:
     def __post_init__(self) -> None:
         import envs
 
+        if isinstance(self.tasks, str):  # `eval.tasks=CloseDrawer` (no brackets): one task, or a comma list
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if not self.tasks:
             raise ValueError("eval.tasks must name at least one task")
         self.tasks = [envs.task_name(str(t)) for t in self.tasks]  # short names; ValueError naming an unknown one
         if self.episodes < 1:
             raise ValueError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.seed < 0:
+            raise ValueError(f"eval.seed must be >= 0 (episode i uses seed + i), got {self.seed}")
         if self.workers < 1:
             raise ValueError(f"eval.workers must be >= 1, got {self.workers}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from worldmodel.evaluation.config import EvalConfig
 from worldmodel.evaluation.stats import wilson_interval
+from worldmodel.validation import check_writable_dir
 
 
 @dataclass
@@ -130,11 +131,14 @@ def _latency(results: list[EpisodeResult]) -> dict[str, Any]:
 
 
 def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:
-    """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content."""
+    """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content.
+
+    ``out`` is checked for writability first and created only by the first file written into it, so an
+    evaluation that fails before its first episode (a missing checkpoint, a bad policy setting) leaves nothing.
+    """
     from envs.tasks import TASK_CLASSES
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(cfg.out, "eval.out")
     jobs = []
     for task in cfg.tasks:
         for i in range(cfg.episodes):
@@ -145,6 +149,7 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
     results: list[EpisodeResult] = []
     bar = tqdm(total=len(jobs), desc=f"eval {policy_cfg['name']}", unit="ep", disable=not show_progress)
     with ExitStack() as stack:
+        stack.callback(bar.close)  # also on errors, so that the error message starts a line of its own
         if cfg.workers == 1:
             episodes = map(_run_job, jobs)
         else:
@@ -154,7 +159,6 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
             results.append(result)
             bar.update()
             bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
-    bar.close()
     stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in cfg.tasks}
     info = {
         "policy": policy_cfg,
@@ -164,6 +168,7 @@ def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = 
         "wall_time_s": time.perf_counter() - start,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
     }
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "eval_info.json.tmp"
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, out / "eval_info.json")

@@ -161,10 +161,15 @@ class Planner:
         Args:
             frames: the context frames, e.g. (K, H, W, 3) uint8 for the world model.
             language: the instruction embedding, e.g. (512,) float32.
-            goal_frame: optional goal, e.g. (H, W, 3) uint8, scored by feature distance.
+            goal_frame: optional goal, e.g. (H, W, 3) uint8, scored by feature distance (the world model's
+                callables require ``goal_weight > 0`` with a goal rather than ignore it).
 
         Returns:
             :class:`PlanResult`.
+
+        Raises:
+            ValueError: naming the field, for inputs the callables reject (the world model's: frames not uint8
+                (K >= 1, H, W, 3); language not ``lang_dim`` finite values; a goal with ``goal_weight = 0``).
         """
         cfg, fns = self.config, self.fns
         self._timing = {"propose_ms": 0.0, "imagine_ms": 0.0, "score_ms": 0.0}

@@ -24,6 +24,7 @@ from torch import Tensor
 from worldmodel.models.conditioning import Condition
 from worldmodel.planner.config import PlannerConfig
 from worldmodel.planner.planner import PlanContext, PlanFns, Planner
+from worldmodel.validation import check_frames, check_goal
 
 
 def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
@@ -48,13 +49,11 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
         w_progress = 0.0
 
     def prepare(frames: Any, language: Any, goal_frame: Any) -> PlanContext:
-        arr = np.asarray(frames)
-        if arr.ndim != 4:
-            raise ValueError(f"plan: frames must be (K, H, W, 3) uint8, got shape {arr.shape}")
+        # validated here, before any tensor op: one error naming the field (never NaN actions or a shape error)
+        arr = check_frames(frames, "frames", ndims=(4,))
         lang = wm.embed_language(language, 1)  # Condition of batch 1
-        goal = None
-        if goal_frame is not None and w_goal > 0:
-            goal = wm.features_model(wm.encode_frames(np.asarray(goal_frame))[None], lang)  # (1, D)
+        goal_arr = check_goal(goal_frame, w_goal)  # a goal with goal_weight=0 is an error, not ignored
+        goal = None if goal_arr is None else wm.features_model(wm.encode_frames(goal_arr)[None], lang)  # (1, D)
         return PlanContext(wm.context(arr), lang, goal, cache={"size": arr.shape[1:3]})
 
     def expand(ctx: PlanContext, n: int) -> tuple[Tensor, Condition]:

@@ -3,7 +3,6 @@ checkpoint, optimiser and schedule, and :class:`TrainState` (what the trainer's 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from worldmodel.integrity import load_tensors, read_json
 from worldmodel.training.checkpoint import META, resolve_checkpoint
 from worldmodel.training.config import TrainConfig
 
@@ -163,16 +162,16 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
         FileNotFoundError: no checkpoint at ``path``.
     """
     ckpt = resolve_checkpoint(path)
-    meta = json.loads((ckpt / META).read_text())
+    meta = read_json(ckpt / META)
     skip = tuple(meta.get("untrained", []))
     trained_with = meta.get("model", {})
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
     own = model.state_dict()
-    state = _check_and_filter(own, load_file(str(ckpt / "ema.safetensors")), skip, where, hint)
+    state = _check_and_filter(own, load_tensors(ckpt, "ema.safetensors"), skip, where, hint)
     model.load_state_dict(state, strict=False)
-    proj = _check_and_filter(projector.state_dict(), load_file(str(ckpt / "projector.safetensors")), (),
+    proj = _check_and_filter(projector.state_dict(), load_tensors(ckpt, "projector.safetensors"), (),
                              where + " (projector)", hint)
     projector.load_state_dict(proj, strict=True)
     fresh = sorted(k for k in own if k not in state)

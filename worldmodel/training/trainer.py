@@ -20,6 +20,7 @@ from worldmodel.data.config import data_config
 from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config, dataset_path
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
+from worldmodel.integrity import load_pickle_free, load_tensors, read_json
 from worldmodel.models import Condition, ModelConfig, Projector, VerbSampler, build_model
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 from worldmodel.objectives import EMA, FlowBatch, LossOutput, ObjectiveConfig, training_loss
@@ -29,15 +30,17 @@ from worldmodel.training import state as S
 from worldmodel.training.checkpoint import (
     PROGRESS_FILE,
     CheckpointContents,
-    latest_checkpoint,
-    remove_stale_temp,
+    ResumeChoice,
+    prune_checkpoints,
     resolve_checkpoint,
+    select_resume,
     write_checkpoint,
 )
 from worldmodel.training.config import TrainConfig
 from worldmodel.training.metrics import PROGRESS_TERMS, TERMS, MetricsWindow, StepMetrics
 from worldmodel.training.monitor import Monitor
 from worldmodel.training.samples import generate_sample, validation_clip, write_sample
+from worldmodel.validation import check_language_dim, check_writable_dir
 
 MODES = ("pretrain", "finetune")
 
@@ -126,6 +129,7 @@ class Trainer:
         # Set by run(), in this order:
         self.info: D.DistInfo | None = None
         self.resume_from: Path | None = None
+        self._skipped: list[Path] = []  # newer checkpoints that failed verification, pruned once the run starts
         self.stats: ActionStats | None = None
         self.loader: ClipLoader | None = None
         self.model_cfg: ModelConfig | None = None
@@ -134,17 +138,10 @@ class Trainer:
         self.val_clip: dict[str, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------------------------------------- setup
-    def _resume_point(self) -> Path | None:
-        resume = self.cfg.get("resume")
-        if resume in (None, "", "none", False):
-            existing = latest_checkpoint(self.run_dir)
-            if existing is not None:
-                raise FileExistsError(f"run_dir={self.run_dir} already holds checkpoints (latest {existing.name}); "
-                                      "pass resume=auto to continue it, or choose another run_dir")
-            return None
-        if str(resume) == "auto":
-            return latest_checkpoint(self.run_dir)
-        return resolve_checkpoint(str(resume))
+    def _resume_point(self) -> ResumeChoice:
+        check_writable_dir(self.run_dir, "run_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return select_resume(self.run_dir, self.cfg.get("resume"))
 
     def _on_main(self, fn: Any) -> Any:
         """Run ``fn`` on rank 0 and share its result (or its error) with every rank."""
@@ -177,13 +174,9 @@ class Trainer:
         """Run directory, resume point, ``config.yaml``, action statistics, data loader and model config;
         returns the resumed checkpoint's ``meta.json`` (None for a new run)."""
         info = self.info
-        if info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp(self.run_dir)
-        self.resume_from = self._on_main(self._resume_point)
-        meta = json.loads((self.resume_from / "meta.json").read_text()) if self.resume_from else None
-        if info.is_main:
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        choice: ResumeChoice = self._on_main(self._resume_point)
+        self.resume_from, self._skipped = choice.path, choice.skipped
+        meta = read_json(self.resume_from / "meta.json") if self.resume_from else None
         self.stats = self._stats(meta)
         model_dict = OmegaConf.to_container(self.cfg.model, resolve=True)
         model_dict["checkpointing"] = bool(model_dict.get("checkpointing")) or self.tc.activation_checkpointing
@@ -196,6 +189,7 @@ class Trainer:
                                     state=self.model_cfg.state_dim > 0)
         self.loader, _ = build_clip_loader(self.cfg.data, self.tc.batch_size, self.run_dir, stats=self.stats,
                                            clip_cfg=self.clip_cfg, pin_memory=info.device.type == "cuda")
+        check_language_dim(self.loader.dataset.language_dim, self.model_cfg.lang_dim, f"data.dir={self.cfg.data.dir}")
         if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
                                                                               "checkpointing": False}:
             raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
@@ -258,11 +252,9 @@ class Trainer:
         head = ProgressHead(config)
         if self.init and resume_meta is None:
             ckpt = resolve_checkpoint(self.init)
-            init_meta = json.loads((ckpt / "meta.json").read_text())
+            init_meta = read_json(ckpt / "meta.json")
             if init_meta.get("progress_head") == config.to_dict() and (ckpt / PROGRESS_FILE).is_file():
-                from safetensors.torch import load_file
-
-                head.load_state_dict(load_file(str(ckpt / PROGRESS_FILE)), strict=True)
+                head.load_state_dict(load_tensors(ckpt, PROGRESS_FILE), strict=True)
                 if self.info.is_main:
                     print(f"init: progress head from {ckpt}", flush=True)
         return head.to(self.info.device)
@@ -273,18 +265,17 @@ class Trainer:
         return self.tc.precision == "bf16"
 
     def _load(self, ckpt: Path) -> None:
-        from safetensors.torch import load_file
-
         st = self.state
-        D.load_full_state_dict(st.model, load_file(str(ckpt / "model.safetensors")), st.sharded)
-        D.load_full_state_dict(st.ema.model, load_file(str(ckpt / "ema.safetensors")), st.sharded)
-        D.load_full_state_dict(st.projector, load_file(str(ckpt / "projector.safetensors")), st.sharded)
+        D.load_full_state_dict(st.model, load_tensors(ckpt, "model.safetensors"), st.sharded)
+        D.load_full_state_dict(st.ema.model, load_tensors(ckpt, "ema.safetensors"), st.sharded)
+        D.load_full_state_dict(st.projector, load_tensors(ckpt, "projector.safetensors"), st.sharded)
         if st.head is not None:
             if not (ckpt / PROGRESS_FILE).is_file():
                 raise ValueError(f"resume={ckpt}: meta.json names a progress head but {PROGRESS_FILE} is missing")
-            D.load_full_state_dict(st.head, load_file(str(ckpt / PROGRESS_FILE)), st.sharded)
-        D.load_optimizer_state(st.student, st.optimizer, torch.load(ckpt / "optimizer.pt"), st.sharded)
-        state = torch.load(ckpt / "trainer_state.pt")
+            D.load_full_state_dict(st.head, load_tensors(ckpt, PROGRESS_FILE), st.sharded)
+        optim = load_pickle_free(ckpt, "optimizer.pt")  # weights_only=True: never runs pickled code
+        D.load_optimizer_state(st.student, st.optimizer, optim, st.sharded)
+        state = load_pickle_free(ckpt, "trainer_state.pt")
         if len(state["ranks"]) != self.info.world_size:
             raise ValueError(f"resume={ckpt}: written by {len(state['ranks'])} ranks, this run has "
                              f"{self.info.world_size}; exact resume needs the same number of ranks")
@@ -453,6 +444,9 @@ class Trainer:
             self.autocast = torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
             if self.tc.sample_every and self.model_cfg.future_frame_tokens:  # action-only: nothing to show
                 self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats))
+            if self.info.is_main:  # only now that the run is accepted: a rejected resume changes nothing on disk
+                prune_checkpoints(self.run_dir, self._skipped)
+                (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             return self._loop()
         finally:
             for s, h in old.items():
