@@ -71,6 +71,7 @@ class PlannerPolicy(DiTPolicy):
         self._timings: list[dict[str, float]] = []
         self._rankings: list[DecisionRanking] = []
         self._pending: PlanResult | None = None
+        self.last_result: PlanResult | None = None  # the latest decision's search (candidates, scores, timing)
         self._setup(world_model, seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -92,7 +93,7 @@ class PlannerPolicy(DiTPolicy):
             self.simulator.begin()  # the simulator rungs snapshot again in `prepare`; diagnostics need it too
         result = self.planner.plan(frames, language)
         self._timings.append(result.timing)
-        self._pending = result
+        self._pending = self.last_result = result
         return result.actions, result.imagined_frames
 
     def select_action(self, obs: dict[str, Any]) -> np.ndarray:
