@@ -109,6 +109,29 @@ def _latency_table(evals: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _ranking_table(evals: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| policy | task | decisions | Spearman | top-1 % | regret (stages) | PSNR dB | SSIM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, info in evals.items():
+        label = name
+        scorer = (info.get("policy", {}).get("planner") or {}).get("scorer")
+        if scorer:
+            label = f"{name} ({scorer})"
+        for task, t in info["per_task"].items():
+            r = t.get("ranking")
+            if not r:
+                continue
+            top1 = None if r["top1_mean"] is None else 100.0 * r["top1_mean"]
+            lines.append(f"| {label} | {task} | {r['decisions']} | {_fmt(r['spearman_mean'], '.2f')} "
+                         f"| {_fmt(top1, '.0f')} | {_fmt(r['regret_mean'], '.3f')} | {_fmt(r['psnr_mean'], '.1f')} "
+                         f"| {_fmt(r['ssim_mean'], '.3f')} |")
+    return lines
+
+
 def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[str, str | Path],
                  notes: list[str] | None = None, title: str = "Demo report") -> Path:
     """Write the report folder and return the path of its ``README.md``.
@@ -129,6 +152,14 @@ def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[s
     latency = _latency_table(infos)
     if len(latency) > 2:
         lines += ["## Decision latency", "", *latency, ""]
+    ranking = _ranking_table(infos)
+    if len(ranking) > 2:
+        lines += ["## Ranking quality", "",
+                  "Per decision, the planner's scores against the true progress of the same candidates in the true "
+                  "simulator (`planner.diagnostics`): Spearman correlation (decisions where either is constant are "
+                  "left out), how often the chosen candidate is a true best, the true progress it gives up, and "
+                  "PSNR / SSIM of the imagined futures against the true ones (rungs that imagine). Means over "
+                  "decisions.", "", *ranking, ""]
     plot_success(infos, out / "success.png")
     if plot_losses({k: Path(v) for k, v in runs.items()}, out / "loss_curves.png"):
         lines += ["## Training", "", "![loss curves](loss_curves.png)", ""]

@@ -96,7 +96,9 @@ def _run_job(job: tuple) -> EpisodeResult:
 def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -> dict[str, Any]:
     """Per-task and overall success counts (``n_success`` of ``n_episodes``) and rates with 95 % Wilson intervals
     (percentages), plus decision latency
-    p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``)."""
+    p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``), and the
+    planner's ranking quality (``ranking``: mean Spearman, top-1, regret, PSNR, SSIM over all decisions) when it
+    recorded one (``planner.diagnostics``)."""
     per_task: dict[str, Any] = {}
     for task in dict.fromkeys(r.task for r in results):
         rs = [r for r in results if r.task == task]
@@ -114,11 +116,13 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
             "avg_steps": float(np.mean([r.steps for r in rs])),
             "avg_wall_time_s": float(np.mean([r.wall_time_s for r in rs])),
             **_latency(rs),
+            **_ranking(rs),
         }
     n, k = len(results), sum(r.success for r in results)
     lo, hi = wilson_interval(k, n)
     return {"per_task": per_task, "overall": {"pc_success": 100.0 * k / n, "n_success": k, "n_episodes": n,
-                                              "ci95": [100.0 * lo, 100.0 * hi], **_latency(results)}}
+                                              "ci95": [100.0 * lo, 100.0 * hi], **_latency(results),
+                                              **_ranking(results)}}
 
 
 def _latency(results: list[EpisodeResult]) -> dict[str, Any]:
@@ -128,6 +132,15 @@ def _latency(results: list[EpisodeResult]) -> dict[str, Any]:
         return {}
     return {"decision_ms_p50": float(np.percentile(ms, 50)), "decision_ms_p95": float(np.percentile(ms, 95)),
             "n_decisions": len(ms)}
+
+
+def _ranking(results: list[EpisodeResult]) -> dict[str, Any]:
+    # The planner with `planner.diagnostics` ranks its candidates against the true simulator at every decision
+    # (extras["ranking"], worldmodel.planner.ranking): means over all decisions.
+    from worldmodel.planner.ranking import pool
+
+    pooled = pool([r.extras.get("ranking") or {} for r in results])
+    return {"ranking": pooled} if pooled else {}
 
 
 def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:

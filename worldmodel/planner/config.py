@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 METHODS = ("best_of_n", "cem", "mppi")
+# The oracle ladder (docs/planner.md, "Where planning loses"): who ranks the same proposals.
+SCORERS = ("none", "oracle", "learned_on_true", "learned")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,18 @@ class PlannerConfig:
             own features (a cost; only when a goal frame is given).
         smoothness_weight: weight of the mean squared change between consecutive normalised actions (a cost).
         seed: seed of the planner's generator (proposal noise, Gaussian samples).
+        scorer: who ranks the candidates, a rung of the oracle ladder: ``learned`` (the world model's imagined
+            futures, scored by the learned scorer: the planner), ``learned_on_true`` (the true simulator's futures,
+            scored by the learned scorer: isolates the scorer), ``oracle`` (the true simulator's futures, scored by
+            the true task progress: the upper bound of the search over these proposals) or ``none`` (no scoring:
+            the first proposal, i.e. the policy verb alone; ``best_of_n`` only). ``oracle`` and
+            ``learned_on_true`` execute every candidate in a restored snapshot of the live env.
+        oracle_hold_steps: the oracle reads the true progress this many zero-motion steps (arm still, gripper
+            held) after the chunk: judges a chunk at a longer horizon (does a lifted object stay up?).
+        diagnostics: per decision, also run every final candidate in the true simulator and record how the
+            scores rank them against the true progress (Spearman), whether the chosen one is the true best, and
+            the PSNR / SSIM of the imagined futures against the true ones (costs N simulator rollouts per
+            decision unless ``scorer`` already ran them).
     """
 
     method: str = "best_of_n"
@@ -49,6 +63,9 @@ class PlannerConfig:
     goal_weight: float = 0.0
     smoothness_weight: float = 0.01
     seed: int = 0
+    scorer: str = "learned"
+    oracle_hold_steps: int = 0
+    diagnostics: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,6 +86,13 @@ class PlannerConfig:
             raise ValueError(f"planner.init_std must be >= 0, got {self.init_std}")
         if self.execute_steps > self.horizon:
             raise ValueError(f"planner.execute_steps must be in [1, horizon={self.horizon}], got {self.execute_steps}")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"planner.scorer must be one of {SCORERS}, got {self.scorer!r}")
+        if self.scorer == "none" and self.method != "best_of_n":
+            raise ValueError(f"planner.scorer=none executes the first proposal: it needs method=best_of_n, "
+                             f"got {self.method!r}")
+        if self.oracle_hold_steps < 0:
+            raise ValueError(f"planner.oracle_hold_steps must be >= 0, got {self.oracle_hold_steps}")
         for name in ("progress_weight", "goal_weight", "smoothness_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"planner.{name} must be >= 0, got {getattr(self, name)}")
