@@ -63,6 +63,7 @@ def compose(config: str, overrides: list[str]) -> DictConfig:
     from worldmodel import config_store
 
     config_store.register(config)
+    overrides = [_bracket_task_list(o) for o in overrides]
     try:
         with initialize_config_dir(version_base=None, config_dir=str(config_dir())):
             cfg = hydra_compose(config_name=config, overrides=overrides)
@@ -71,6 +72,19 @@ def compose(config: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(f"bad config: {config_store.config_error(exc)}") from exc
     return cfg
+
+
+TASK_LIST_KEYS = ("eval.tasks", "tasks")  # list-typed task selections (eval sim, data sim)
+
+
+def _bracket_task_list(override: str) -> str:
+    """``eval.tasks=CloseDrawer`` (or ``='PickCan,CloseDrawer'``) means a list of those tasks, not an error: the
+    bare form is what users type, and the typed config would reject a string for a list."""
+    key, sep, value = override.partition("=")
+    if not sep or key not in TASK_LIST_KEYS or value.startswith("[") or value in ("", "null"):
+        return override
+    names = [v.strip() for v in value.strip("'\"").split(",") if v.strip()]
+    return f"{key}=[{','.join(names)}]"
 
 
 def _usage() -> str:

@@ -46,6 +46,13 @@ from worldmodel.objectives.sampling import GenerationContext, generate
 from worldmodel.validation import check_frames, check_language
 
 
+def _text(text: Any) -> str:
+    """An instruction as str, from str, bytes (RLDS) or a one-element numpy array of either."""
+    if isinstance(text, np.ndarray):
+        text = text.reshape(-1)[0]
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
 @dataclass
 class Proposal:
     """Output of :meth:`WorldModel.propose`.
@@ -230,10 +237,14 @@ class WorldModel:
         elif isinstance(language, Mapping):
             text = language.get("natural_language_instruction")
             lang = language.get("natural_language_embedding")
-            if lang is None and text is not None:
+            if lang is None and text is None:
+                raise ValueError("language: an observation needs natural_language_embedding or "
+                                 f"natural_language_instruction, got keys {sorted(language)}")
+            text = None if text is None else _text(text)
+            if lang is None:
                 from worldmodel.language import embed_instruction
 
-                lang = embed_instruction(str(text))
+                lang = embed_instruction(text)
             cond = Condition(None if lang is None else self._sentence(lang),
                              None if text is None else self._instruction(text), self._state(language))
         else:
@@ -255,10 +266,7 @@ class WorldModel:
             return None
         from worldmodel.language import instruction_tokens
 
-        if isinstance(text, np.ndarray):
-            text = text.reshape(-1)[0]
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        return torch.from_numpy(instruction_tokens(text, self.cfg.instruction_tokens))[None]  # (1, L, E)
+        return torch.from_numpy(instruction_tokens(_text(text), self.cfg.instruction_tokens))[None]  # (1, L, E)
 
     def _state(self, obs: Mapping[str, Any]) -> Tensor | None:
         """Normalised state (1, K, S) of the last K frames (the first repeated when fewer), or None."""
@@ -268,6 +276,9 @@ class WorldModel:
             raise ValueError("this world model has state tokens but its statistics hold no state moments")
         pose = np.asarray(obs["base_pose_tool_reached"], np.float32)
         grip = np.asarray(obs["gripper_closed"], np.float32)
+        if pose.shape[-1:] != (7,) or grip.shape[-1:] != (1,) or pose.size // 7 != grip.size:
+            raise ValueError(f"base_pose_tool_reached must be (7,) or (K, 7) and gripper_closed (1,) or (K, 1) for "
+                             f"the same K, got {pose.shape} and {grip.shape}")
         state = np.concatenate([pose.reshape(-1, 7), grip.reshape(-1, 1)], axis=1)  # (K', 8)
         if not np.isfinite(state).all():
             raise ValueError("base_pose_tool_reached / gripper_closed hold non-finite values (NaN/inf)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from policies.dit.configuration_dit import DEVICES
+from policies.dit.configuration_dit import DEVICES, DiTPolicyConfig
 from worldmodel.planner import PlannerConfig
 
 
@@ -28,13 +28,15 @@ class PlannerPolicyConfig:
     device: str = "auto"
     ema: bool = True
     num_threads: int = 1
-    gripper_threshold: float = 0.5
-    condition_on_observation: bool = True
+    gripper_threshold: float = DiTPolicyConfig.gripper_threshold  # one default, the dit policy's
+    condition_on_observation: bool = DiTPolicyConfig.condition_on_observation
     planner: PlannerConfig = field(default_factory=PlannerConfig)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"policy.device must be one of {DEVICES}, got {self.device!r}")
+        if not 0.0 <= self.gripper_threshold < 1.0:
+            raise ValueError(f"policy.gripper_threshold must be in [0, 1), got {self.gripper_threshold}")
         if self.num_threads < 0:
             raise ValueError(f"policy.num_threads must be >= 0, got {self.num_threads}")
         if isinstance(self.planner, dict):

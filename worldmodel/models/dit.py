@@ -217,8 +217,11 @@ class VideoActionDiT(nn.Module):
             lang = torch.zeros(b, self.cfg.lang_dim, device=t.device)
         dtype = self.frame_embed.weight.dtype
         per_sample = self.lang_embed(lang.to(dtype))  # (B, D)
-        if self.cfg.instruction_tokens and cond.instruction is not None:
-            instr = cond.instruction.to(dtype)
+        if self.cfg.instruction_tokens:  # a missing instruction is all padding, as dropped language is in training
+            instr = cond.instruction
+            if instr is None:
+                instr = torch.zeros(b, self.cfg.instruction_tokens, self.cfg.instruction_dim, device=t.device)
+            instr = instr.to(dtype)
             film = self.instruction_film(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
             per_sample = per_sample + self.instruction_cond(film.flatten(1))
         c = self.time_embed(timestep_features(t_u).to(dtype)) + per_sample[sample]

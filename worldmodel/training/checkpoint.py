@@ -134,15 +134,6 @@ def prune_checkpoints(run_dir: str | Path, skipped: list[Path] | None = None) ->
     return removed
 
 
-def remove_stale_temp(run_dir: str | Path) -> list[Path]:
-    """Delete temp directories left by killed writers (they are never read); returns what was removed."""
-    root = Path(run_dir) / CHECKPOINTS
-    stale = [p for p in root.iterdir() if p.name.startswith(TMP_PREFIX)] if root.is_dir() else []
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    return stale
-
-
 @dataclass
 class CheckpointContents:
     """What the trainer hands to :func:`write_checkpoint` (all tensors on CPU, unsharded).

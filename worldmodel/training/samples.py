@@ -10,28 +10,37 @@ import numpy as np
 import torch
 from torch import nn
 
-from worldmodel.data.clips import ClipDataset
+from worldmodel.data.clips import ClipConfig, ClipDataset
 from worldmodel.data.config import data_config
 from worldmodel.data.pipeline import clip_config, dataset_path
 from worldmodel.data.stats import ActionStats
 from worldmodel.io import model_to_pixels
+from worldmodel.models.conditioning import Condition
 from worldmodel.objectives import GenerationContext, generate
 
 SAMPLES = "samples"
 
 
-def validation_clip(data_cfg: Any, stats: ActionStats | None) -> dict[str, torch.Tensor]:
+def validation_clip(data_cfg: Any, stats: ActionStats | None,
+                    clip_cfg: ClipConfig | None = None) -> dict[str, torch.Tensor]:
     """The first clip of the dataset in episode order (no shuffling): the same clip on every run and resume.
 
+    Args:
+        data_cfg: the ``data`` group.
+        stats: action (and state) statistics.
+        clip_cfg: the trainer's clip settings (with the model's instruction / state fields); default from
+            ``data_cfg``.
+
     Returns:
-        ``frames`` (K+F, 3, H, W), ``language`` (512,), ``actions`` (F, 7) unless video-only.
+        ``frames`` (K+F, 3, H, W), ``language`` (512,), ``actions`` (F, 7) unless video-only, and ``instruction`` /
+        ``state`` when the clips carry them.
     """
-    cfg = dataclasses.replace(clip_config(data_cfg), shuffle=False, epochs=1)
+    cfg = dataclasses.replace(clip_cfg or clip_config(data_cfg), shuffle=False, epochs=1, clips_per_episode=0)
     clips = ClipDataset(dataset_path(data_cfg), cfg, stats, rank=0, world_size=1, name=data_cfg.get("name"),
                         version=data_cfg.get("version"), strict=data_config(data_cfg).strict,
                         verify_shards=False)
     for clip in clips:
-        return {k: v for k, v in clip.items() if k in ("frames", "language", "actions")}
+        return {k: v for k, v in clip.items() if k in ("frames", "language", "actions", "instruction", "state")}
     raise ValueError(f"data.dir={data_cfg.get('dir')}: no episode is long enough for one clip of "
                      f"{cfg.clip_length} frames")
 
@@ -51,7 +60,8 @@ def generate_sample(model: nn.Module, clip: dict[str, torch.Tensor], verb: str, 
     frames = clip["frames"][None].to(device)  # (1, K+F, 3, H, W)
     f = frames.shape[1] - k
     actions = clip["actions"][None].to(device) if verb == "dynamics" else None
-    context = GenerationContext(frames[:, :k], f, actions=actions, lang=clip["language"][None].to(device))
+    cond = Condition(*(clip[key][None] if key in clip else None for key in ("language", "instruction", "state")))
+    context = GenerationContext(frames[:, :k], f, actions=actions, lang=cond.to(device))
     gen = torch.Generator(device=device).manual_seed(seed)
     out = generate(model, verb, context, steps=steps, generator=gen)
     generated = torch.cat([frames[0, :k], out.frames[0].to(frames.dtype)])  # (K+F, 3, H, W)

@@ -20,7 +20,8 @@ from worldmodel.training.config import TrainConfig
 # Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh. Video clips carry
 # no actions, instruction tokens or robot state (a pretraining corpus may have neither).
 ACTION_PREFIXES = ("action_embed.", "action_head.")
-CONDITION_PREFIXES = ("instruction_embed.", "instruction_pos", "state_embed.")
+CONDITION_PREFIXES = ("instruction_embed.", "instruction_pos", "instruction_film.", "instruction_cond.",
+                      "state_embed.")
 
 
 def untrained_prefixes(model: nn.Module) -> list[str]:

@@ -44,8 +44,8 @@ from worldmodel.validation import check_language_dim, check_writable_dir
 
 MODES = ("pretrain", "finetune")
 
-# (frames (B, K+F, 3, H, W) clean in [-1, 1], language (B, lang_dim), progress targets (B, F))
-ProgressInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# (frames (B, K+F, 3, H, W) clean in [-1, 1], the undropped Condition, progress targets (B, F))
+ProgressInputs = tuple[torch.Tensor, Condition, torch.Tensor]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -190,8 +190,8 @@ class Trainer:
         self.loader, _ = build_clip_loader(self.cfg.data, self.tc.batch_size, self.run_dir, stats=self.stats,
                                            clip_cfg=self.clip_cfg, pin_memory=info.device.type == "cuda")
         check_language_dim(self.loader.dataset.language_dim, self.model_cfg.lang_dim, f"data.dir={self.cfg.data.dir}")
-        if meta is not None and {**meta["model"], "checkpointing": False} != {**asdict(self.model_cfg),
-                                                                              "checkpointing": False}:
+        if meta is not None and ModelConfig.from_dict({**meta["model"], "checkpointing": False}) != \
+                replace(self.model_cfg, checkpointing=False):  # through the dataclass: older metas lack new fields
             raise ValueError(f"resume={self.resume_from}: model config differs from the checkpoint's "
                              f"({meta['model']}); resume with the same model settings")
         return meta
@@ -327,7 +327,7 @@ class Trainer:
             actions = None
         verbs = self.verbs.sample(frames.shape[0], actions is not None, streams.verbs)
         actions = None if actions is None else actions.to(dev, non_blocking=True)
-        lang = Condition(batch["language"], batch.get("instruction"), batch.get("state")).to(dev)
+        full = lang = Condition(batch["language"], batch.get("instruction"), batch.get("state")).to(dev)
         if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
             drop = torch.rand(frames.shape[0], generator=streams.verbs) < self.objective.language_dropout
             lang = lang.drop_language(drop)
@@ -335,7 +335,7 @@ class Trainer:
                                  self.model_cfg.future_frame_tokens)
         progress = None
         if self.state.head is not None and actions is not None:
-            progress = (frames, lang, batch["progress"].to(dev, non_blocking=True))
+            progress = (frames, full, batch["progress"].to(dev, non_blocking=True))  # the scorer sees the task
         return fb, progress
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
@@ -443,7 +443,7 @@ class Trainer:
                 self._load(self.resume_from)
             self.autocast = torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=self._bf16())
             if self.tc.sample_every and self.model_cfg.future_frame_tokens:  # action-only: nothing to show
-                self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats))
+                self.val_clip = self._on_main(lambda: validation_clip(self.cfg.data, self.stats, self.clip_cfg))
             if self.info.is_main:  # only now that the run is accepted: a rejected resume changes nothing on disk
                 prune_checkpoints(self.run_dir, self._skipped)
                 (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
