@@ -1,0 +1,69 @@
+"""One lever at a time from the reference recipe: train each variant, evaluate ``dit`` on held-out seeds, report.
+
+Every variant is ``+experiment=reference`` plus its overrides, on the same data and for the same steps; runs
+continue (``resume=auto``) and finished evaluations are kept, so rerunning the command picks up where it stopped.
+The table (success per task and overall with 95 % Wilson intervals) is ``<out>/report/README.md``, built by
+:func:`worldmodel.evaluation.report.build_report` from the ``eval_info.json`` files.
+
+    python scripts/ablate.py --data outputs/data600 [--out outputs/ablate] [--steps 5000] [--variants ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+POLICY_ONLY = ["objective.verb_probs.policy=1", "objective.verb_probs.dynamics=0", "objective.verb_probs.inverse=0",
+               "objective.verb_probs.video=0"]
+VARIANTS: dict[str, list[str]] = {
+    "reference": [],
+    "no_instruction_tokens": ["model.instruction_tokens=0"],
+    "no_state_tokens": ["model.state_dim=0"],
+    "no_tokens": ["model.instruction_tokens=0", "model.state_dim=0"],
+    "F6": ["model.future_frames=6"],
+    "patch8": ["model.patch=8"],
+    "episodes120": ["data.max_episodes=120", "data.stats_max_episodes=120"],
+    "fm": ["objective=fm"],
+    "action_only": ["model.future_frame_tokens=false", *POLICY_ONLY],
+}
+
+
+def worldmodel(args: list[str]) -> None:
+    print("$ worldmodel " + " ".join(args), flush=True)
+    if subprocess.call([sys.executable, "-m", "worldmodel.cli", *args]) != 0:
+        sys.exit(f"ablate: `worldmodel {' '.join(args)}` failed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the RLDS root written by `worldmodel data sim`")
+    parser.add_argument("--out", default="outputs/ablate")
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--episodes", type=int, default=30, help="held-out episodes per task")
+    parser.add_argument("--seed", type=int, default=10000, help="first held-out episode seed")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    for key, value in (("MUJOCO_GL", "egl"), ("WANDB_MODE", "offline"), ("TF_CPP_MIN_LOG_LEVEL", "2")):
+        os.environ.setdefault(key, value)
+    out = Path(args.out)
+    evals, runs = {}, {}
+    for name in args.variants:
+        run_dir, eval_dir = out / "runs" / name, out / "evals" / name
+        worldmodel(["finetune", "rt1", "+experiment=reference", "data=sim", f"data.dir={args.data}", "logger=none",
+                    f"train.steps={args.steps}", f"run_dir={run_dir}", "resume=auto", *VARIANTS[name]])
+        if not (eval_dir / "eval_info.json").is_file():
+            worldmodel(["eval", "sim", "policy=dit", f"checkpoint={run_dir}", f"eval.episodes={args.episodes}",
+                        f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}"])
+        evals[name], runs[name] = eval_dir, run_dir
+    from worldmodel.evaluation.report import build_report
+
+    print(f"report: {build_report(out / 'report', evals, runs, title='Ablations of the reference recipe')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
