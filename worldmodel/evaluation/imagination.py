@@ -22,6 +22,7 @@ from torch import nn
 
 from worldmodel.data.clips import ClipConfig, ClipDataset
 from worldmodel.data.stats import ActionStats
+from worldmodel.image_metrics import psnr, ssim  # noqa: F401  (re-exported)
 from worldmodel.io import model_to_pixels as to_uint8
 from worldmodel.objectives import ObjectiveConfig
 from worldmodel.objectives.losses import FlowBatch, flow_matching_loss
@@ -101,21 +102,6 @@ def validation_flow_loss(model: nn.Module, clips: dict[str, torch.Tensor], verb:
     return {key: value / n for key, value in sums.items()}
 
 
-def psnr(real: np.ndarray, fake: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 images (inf when equal)."""
-    mse = float(np.mean((real.astype(np.float64) - fake.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
-def ssim(real: np.ndarray, fake: np.ndarray) -> float:
-    """Structural similarity (scikit-image's default 7x7 uniform window, colour channels averaged) of two uint8
-    (H, W, 3) images; 1 when equal."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(real, fake, channel_axis=-1, data_range=255))
-
-
-@torch.no_grad()
 def imagination_quality(world_model: Any, clips: dict[str, torch.Tensor], steps: int = 4, seed: int = 0,
                         batch_size: int = 32) -> dict[str, Any]:
     """Open-loop ``dynamics`` rollouts from each clip's first K frames under its real actions, scored against

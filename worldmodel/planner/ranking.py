@@ -73,7 +73,7 @@ class DecisionRanking:
 def image_quality(imagined: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     """Mean PSNR (dB; identical pairs, whose PSNR is infinite, are skipped) and SSIM of uint8 (..., H, W, 3)
     imagined frames against the true ones of the same shape."""
-    from worldmodel.evaluation.imagination import psnr, ssim
+    from worldmodel.image_metrics import psnr, ssim
 
     a = np.asarray(imagined).reshape(-1, *np.shape(imagined)[-3:])
     b = np.asarray(true).reshape(-1, *np.shape(true)[-3:])
