@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worldmodel.data.reader import episode_states
 from worldmodel.data.stats import ActionStats
 from worldmodel.io import (  # noqa: F401  (PROGRESS_FILE: re-exported for callers)
     ACTION_HIGH,
@@ -274,12 +275,11 @@ class WorldModel:
             return None
         if self.stats is None or not self.stats.has_state:
             raise ValueError("this world model has state tokens but its statistics hold no state moments")
-        pose = np.asarray(obs["base_pose_tool_reached"], np.float32)
-        grip = np.asarray(obs["gripper_closed"], np.float32)
-        if pose.shape[-1:] != (7,) or grip.shape[-1:] != (1,) or pose.size // 7 != grip.size:
+        pose, grip = np.shape(obs["base_pose_tool_reached"]), np.shape(obs["gripper_closed"])
+        if pose[-1:] != (7,) or grip[-1:] != (1,) or int(np.prod(pose)) // 7 != int(np.prod(grip)):
             raise ValueError(f"base_pose_tool_reached must be (7,) or (K, 7) and gripper_closed (1,) or (K, 1) for "
-                             f"the same K, got {pose.shape} and {grip.shape}")
-        state = np.concatenate([pose.reshape(-1, 7), grip.reshape(-1, 1)], axis=1)  # (K', 8)
+                             f"the same K, got {pose} and {grip}")
+        state = episode_states(obs)  # (K', 8), the same stacking as the training clips
         if not np.isfinite(state).all():
             raise ValueError("base_pose_tool_reached / gripper_closed hold non-finite values (NaN/inf)")
         k = self.context_frames
