@@ -2,16 +2,20 @@
 
 Stages, each a ``worldmodel`` command with its own progress bar:
 
-1. ``worldmodel data sim``        noisy scripted experts → an RT-1-schema RLDS dataset (64×80 renders)
+1. ``worldmodel data sim``        noisy scripted experts → an RT-1-schema RLDS dataset (256×320 renders, as the
+                                  reference model's data)
 2. ``worldmodel pretrain``        Self-Flow video pretraining of the ``demo`` preset
-3. ``worldmodel finetune rt1``    the policy / dynamics / inverse / video verb mix (+ progress head), ``data=sim``
-4. ``worldmodel eval sim``        closed-loop: ``scripted``, ``dit`` (the model's own policy verb), ``planner``
+3. ``worldmodel finetune rt1``    the reference recipe (``+experiment=reference``: instruction, state and patch
+                                  position tokens) on the verb mix (+ progress head), ``data=sim``, briefly
+4. ``worldmodel eval sim``        closed-loop: ``scripted``, then ``dit`` (the model's own policy verb) and
+                                  ``planner`` for the fresh model and for the shipped ``checkpoints/reference``
 5. the report                     ``report/README.md``: success per task and stage, latencies, loss curves, videos
 
     python scripts/demo.py [--out outputs/demo] [--report report] [--pretrain-steps 800] ...
 
-The defaults fit the 30-minute CPU budget of a 2-core machine; the model is tiny and briefly trained, so read the
-model policies' numbers as a smoke test of the chain, not as the method's performance (README, "Results").
+The defaults fit the 30-minute CPU budget of a 2-core machine. The fresh model trains for a fraction of the
+reference model's schedule on a tenth of its data, so it shows the chain working; the reference model beside it
+(trained by ``scripts/reference.py``, README "Results") shows what the recipe reaches.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ def main() -> int:
     parser.add_argument("--out", default="outputs/demo", help="data, runs and evaluations go here")
     parser.add_argument("--report", default="report", help="report folder")
     parser.add_argument("--episodes", type=int, default=60, help="simulated episodes to write")
-    parser.add_argument("--pretrain-steps", type=int, default=800)
-    parser.add_argument("--finetune-steps", type=int, default=1200)
+    parser.add_argument("--pretrain-steps", type=int, default=400)
+    parser.add_argument("--finetune-steps", type=int, default=1500)
+    parser.add_argument("--reference", default="checkpoints/reference",
+                        help="the shipped model evaluated beside the fresh one (skipped when absent)")
     parser.add_argument("--scripted-episodes", type=int, default=3, help="per task")
     parser.add_argument("--model-episodes", type=int, default=1, help="per task, for dit and planner")
     parser.add_argument("--candidates", type=int, default=8, help="planner candidates per decision")
@@ -62,24 +68,31 @@ def main() -> int:
     start = time.perf_counter()
 
     stage("1/5 simulated RT-1 data", ["data", "sim", f"out={data}", f"episodes={args.episodes}",
-                                      "image_size=[64,80]", "policy.noise=0.1", "workers=2"], log)
-    train = ["data=sim", f"data.dir={data}", "model=demo", "train=demo", "logger=none",
-             "train.sample_every=400", "train.ckpt_every=400"]
-    stage("2/5 Self-Flow pretraining", ["pretrain", *train, f"train.steps={args.pretrain_steps}",
-                                        f"run_dir={pre}"], log)
-    stage("3/5 fine-tuning (verb mix)", ["finetune", "rt1", *train, f"train.steps={args.finetune_steps}",
-                                         f"init={pre}", f"run_dir={ft}"], log)
+                                      "image_size=[256,320]", "policy.noise=0.1", "workers=2"], log)
+    train = ["data=sim", f"data.dir={data}", "logger=none", "train.sample_every=500", "train.ckpt_every=500"]
+    # pretraining builds the same network (its instruction and state layers stay frozen: video has neither)
+    stage("2/5 Self-Flow pretraining", ["pretrain", "+experiment=reference", *train,
+                                        f"train.steps={args.pretrain_steps}", f"run_dir={pre}"], log)
+    stage("3/5 fine-tuning (reference recipe)", ["finetune", "rt1", "+experiment=reference", *train,
+                                                 f"train.steps={args.finetune_steps}", f"init={pre}", f"run_dir={ft}"],
+          log)
+    models = {"": ft}
+    reference = Path(args.reference)
+    if (reference / "ema.safetensors").is_file():
+        models[" (reference)"] = reference
+    else:
+        print(f"demo: no reference model at {reference}; evaluating the fresh model only", flush=True)
+    runs = [("scripted", args.scripted_episodes, ["policy=scripted"])]
+    for suffix, ckpt in models.items():
+        runs += [(f"dit{suffix}", args.model_episodes, ["policy=dit", f"checkpoint={ckpt}"]),
+                 (f"planner{suffix}", args.model_episodes, ["policy=planner", f"checkpoint={ckpt}",
+                                                            f"planner.num_candidates={args.candidates}"])]
     evals = {}
-    for name, episodes, extra in (
-        ("scripted", args.scripted_episodes, ["policy=scripted"]),
-        ("dit", args.model_episodes, ["policy=dit", f"checkpoint={ft}"]),
-        ("planner", args.model_episodes, ["policy=planner", f"checkpoint={ft}",
-                                          f"planner.num_candidates={args.candidates}"]),
-    ):
-        evals[name] = out / "eval" / name
+    for name, episodes, extra in runs:
+        evals[name] = out / "eval" / name.replace(" (reference)", "_reference")
         stage(f"4/5 closed-loop evaluation: {name}", [
             "eval", "sim", *extra, f"eval.episodes={episodes}", "eval.seed=1000",
-            f"eval.out={evals[name]}", "eval.image_size=[64,80]", f"eval.videos={str(name != 'scripted').lower()}",
+            f"eval.out={evals[name]}", f"eval.videos={str(name != 'scripted').lower()}",
             f"eval.workers={1 if name == 'scripted' else 2}"], log)
 
     from worldmodel.evaluation.report import build_report

@@ -15,7 +15,7 @@ after the timed decision, so decision latencies exclude them.
 from __future__ import annotations
 
 import time
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,26 @@ from policies.planner.configuration_planner import PlannerPolicyConfig
 from worldmodel.planner import Planner, PlanResult, world_model_fns
 from worldmodel.planner.oracle import FutureLog, SimulatorRollouts, ladder_fns
 from worldmodel.planner.ranking import DecisionRanking, rank_decision, summarize
+
+
+@dataclass
+class Diagnosis:
+    """One diagnosed decision: what was scored and what the true simulator says about it.
+
+    Attributes:
+        context: (K', H, W, 3) uint8, the camera frames the decision was made from.
+        candidates: (N, T, A) float32, the final population.
+        scores: (N,) float32, the planner's scores (higher is better).
+        true_progress: (N,) float64, the true task progress after each candidate chunk.
+        imagined: (N, T, h, w, 3) uint8 futures the planner scored at the model's resolution (None when it scored
+            the true simulator's).
+    """
+
+    context: np.ndarray
+    candidates: np.ndarray
+    scores: np.ndarray
+    true_progress: np.ndarray
+    imagined: np.ndarray | None
 
 
 def decision_seed(seed: int, decision: int) -> int:
@@ -72,6 +92,8 @@ class PlannerPolicy(DiTPolicy):
         self._rankings: list[DecisionRanking] = []
         self._pending: PlanResult | None = None
         self.last_result: PlanResult | None = None  # the latest decision's search (candidates, scores, timing)
+        # with diagnostics: the latest decision's true outcome of its final candidates (what a scorer learns from)
+        self.last_diagnosis: Diagnosis | None = None
         self._setup(world_model, seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -83,6 +105,7 @@ class PlannerPolicy(DiTPolicy):
         self._rankings = []
         self._diagnostics_ms: list[float] = []
         self._pending = None
+        self.last_diagnosis = None
         if self.simulator is not None:
             self.simulator.steps = 0
 
@@ -117,6 +140,8 @@ class PlannerPolicy(DiTPolicy):
         if self._futures is not None and wm.imagines:
             imagined = wm.decode_frames(self._futures.lookup(result.candidates))
             real = wm.decode_frames(wm.encode_frames(true.frames))
+        self.last_diagnosis = Diagnosis(np.stack(self._context), result.candidates, result.scores, true.progress,
+                                        imagined)
         chosen = int(np.argmax(result.scores))  # the planner's pick: the first lowest cost
         return rank_decision(result.scores, true.progress, chosen, imagined, real)
 

@@ -41,6 +41,10 @@ class ModelConfig:
         future_frame_tokens: False builds an *action-only* model: the sequence holds the K context frames and F
             actions, no future frames, so it only has the ``policy`` verb (no imagination, no planning). It
             answers whether predicting the future helps the policy.
+        frame_position: add a fixed 2-D sin-cos embedding of each patch's (row, col) to the frame tokens, on
+            top of RoPE. RoPE only shapes attention *weights*, so the values an action token gathers say what
+            is in a patch but not where it is; this puts the position into the values, which is what reaching
+            for an object the image shows needs. Parameter-free, so any H x W still works.
     """
 
     name: str = "custom"
@@ -64,6 +68,7 @@ class ModelConfig:
     instruction_dim: int = 384
     state_dim: int = 0
     future_frame_tokens: bool = True
+    frame_position: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -86,6 +91,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.instruction_dim < 1:
             raise ValueError(f"instruction_dim must be >= 1, got {self.instruction_dim}")
+        if self.frame_position and self.hidden % 4:
+            raise ValueError(f"frame_position needs hidden divisible by 4, got {self.hidden}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         head_dim = self.hidden // self.heads

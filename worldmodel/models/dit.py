@@ -53,6 +53,18 @@ def timestep_features(t: Tensor, dim: int = FREQ_DIM, max_period: float = 10_000
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def grid_position_features(rows: Tensor, cols: Tensor, dim: int, max_period: float = 100.0) -> Tensor:
+    """Fixed 2-D sin-cos features of patch positions: (N,), (N,) -> (N, dim), half for the row, half for the
+    column (``dim`` divisible by 4)."""
+    quarter = dim // 4
+    freqs = torch.exp(-math.log(max_period) * torch.arange(quarter, dtype=torch.float32) / quarter).to(rows.device)
+    parts = []
+    for axis in (rows, cols):
+        args = axis.float()[:, None] * freqs[None]
+        parts += [torch.sin(args), torch.cos(args)]
+    return torch.cat(parts, dim=-1)
+
+
 def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """cos/sin tables of factorised 3-axis RoPE.
 
@@ -265,10 +277,13 @@ class VideoActionDiT(nn.Module):
                 raise ValueError(f"return_hidden entries must be in 1..{self.cfg.depth}, got {k}")
         cond = as_condition(lang)
         h = self.frame_embed(x.frames)  # (B, Nf, D)
+        positions = layout.positions().to(h.device)
+        if self.cfg.frame_position:
+            nf = layout.num_frame_tokens
+            h = h + grid_position_features(positions[:nf, 1], positions[:nf, 2], self.cfg.hidden).to(h.dtype)
         if x.actions is not None:
             h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
         prefix, prefix_pos, mask = self._prefix(cond, layout, h)
-        positions = layout.positions().to(h.device)
         if prefix is not None:
             h = torch.cat([prefix, h], dim=1)  # (B, Np + N, D)
             t = torch.cat([t.new_ones(t.shape[0], prefix.shape[1]), t], dim=1)

@@ -215,7 +215,7 @@ def write_checkpoint(run_dir: str | Path, contents: CheckpointContents, keep_las
     return final
 
 
-def export_weights(path: str | Path, out: str | Path) -> Path:
+def export_weights(path: str | Path, out: str | Path, progress_head: dict[str, torch.Tensor] | None = None) -> Path:
     """Copy a checkpoint's weights, config and metadata (no pickles) to ``out`` with a fresh manifest.
 
     The result loads with :func:`load_checkpoint`, :class:`worldmodel.WorldModel` and ``init=``, and holds no
@@ -224,6 +224,8 @@ def export_weights(path: str | Path, out: str | Path) -> Path:
     Args:
         path: a checkpoint or run directory.
         out: the new checkpoint directory (must not exist).
+        progress_head: a state dict that replaces the checkpoint's progress head (same shape; e.g. a scorer
+            re-trained by :mod:`worldmodel.training.scorer`); the source must have a head.
 
     Returns:
         ``out``.
@@ -231,11 +233,19 @@ def export_weights(path: str | Path, out: str | Path) -> Path:
     src, dest = resolve_checkpoint(path), Path(out).expanduser()
     if dest.exists():
         raise FileExistsError(f"{dest} already exists")
+    if progress_head is not None and not (src / PROGRESS_FILE).is_file():
+        raise ValueError(f"{src} has no {PROGRESS_FILE} to replace")
     tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}-{os.getpid()}")
     tmp.mkdir(parents=True)
     for f in sorted(src.iterdir()):
         if f.suffix == ".safetensors":
-            load_tensors(src, f.name)  # verified (manifest, format) before it is shared
+            old = load_tensors(src, f.name)  # verified (manifest, format) before it is shared
+            if f.name == PROGRESS_FILE and progress_head is not None:
+                if {k: tuple(v.shape) for k, v in old.items()} != {k: tuple(v.shape) for k, v in progress_head.items()}:
+                    raise ValueError(f"the replacement progress head does not match {src / PROGRESS_FILE}'s shapes")
+                _save_tensors(progress_head, tmp / f.name)
+                fsync(tmp / f.name)
+                continue
         if f.name in (CONFIG, META) or f.suffix == ".safetensors":
             shutil.copyfile(f, tmp / f.name)
             fsync(tmp / f.name)

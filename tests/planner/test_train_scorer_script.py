@@ -1,0 +1,32 @@
+"""scripts/train_scorer.py end to end on a tiny checkpoint: collect diagnosed decisions, train, export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_train_scorer_collects_trains_and_exports(tmp_path, write_tiny_checkpoint) -> None:
+    from worldmodel import WorldModel
+    from worldmodel.training.scorer import RankedFutures
+
+    ckpt = write_tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "scorer"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_scorer.py"), "--checkpoint", str(ckpt), "--out", str(out),
+           "--tasks", "CloseDrawer", "--episodes", "2", "--candidates", "3", "--steps", "5", "--image-size", "32", "40"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = RankedFutures.load(out / "futures.npz")
+    wm = WorldModel.from_checkpoint(ckpt)
+    assert data.imagined.shape[1] == 3 and data.imagined.shape[3:] == (wm.cfg.frame_height, wm.cfg.frame_width, 3)
+    assert data.context.shape[1] == wm.context_frames and set(data.episode.tolist()) == {50000, 50001}
+    assert np.isfinite(data.true_progress).all() and set(data.task.tolist()) == {"CloseDrawer"}
+    summary = json.loads((out / "scorer.json").read_text())
+    assert summary["decisions_train"] + summary["decisions_val"] == len(data)
+    assert WorldModel.from_checkpoint(out / "checkpoint").progress_head is not None
