@@ -1,4 +1,4 @@
-"""scripts/train_scorer.py end to end on a tiny checkpoint: collect diagnosed decisions, train, export."""
+"""The planner scripts end to end on a tiny checkpoint: train_scorer.py (collect, train, export), ladder.py."""
 
 from __future__ import annotations
 
@@ -30,3 +30,18 @@ def test_train_scorer_collects_trains_and_exports(tmp_path, write_tiny_checkpoin
     summary = json.loads((out / "scorer.json").read_text())
     assert summary["decisions_train"] + summary["decisions_val"] == len(data)
     assert WorldModel.from_checkpoint(out / "checkpoint").progress_head is not None
+
+
+def test_ladder_runs_rungs_and_reports(tmp_path, write_tiny_checkpoint) -> None:
+    ckpt = write_tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "ladder"
+    cmd = [sys.executable, str(ROOT / "scripts" / "ladder.py"), "--checkpoint", str(ckpt), "--out", str(out),
+           "--rungs", "none", "oracle", "--episodes", "1", "--tasks", "CloseDrawer", "--workers", "1",
+           "eval.image_size=[32,40]", "planner.num_candidates=2", "planner.horizon=2", "planner.sampling_steps=1"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rung in ("none", "oracle"):
+        info = json.loads((out / "evals" / rung / "eval_info.json").read_text())
+        assert info["per_episode"][0]["extras"]["scorer"] == rung
+    report = (out / "report" / "README.md").read_text()
+    assert "Ranking quality" in report and "oracle" in report
