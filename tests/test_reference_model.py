@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,20 @@ def test_reference_runs_one_dit_episode(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads((out / "eval_info.json").read_text())
     assert len(info["per_episode"]) == 1 and info["per_task"]["CloseDrawer"]["n_episodes"] == 1
+
+
+def test_readme_planner_example_runs_on_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Planning from Python", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    assert 'WorldModel.from_checkpoint("checkpoints/reference"' in code
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(code, "README.md (Planning from Python)", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    result = scope["result"]
+    assert result.actions.shape == (4, 7) and result.scores.shape == (16,)
+    assert scope["env"].action_space.contains(result.actions[0])
