@@ -45,3 +45,45 @@ def test_position_reaches_the_values_only_with_frame_position() -> None:
 def test_old_model_configs_load_without_it() -> None:
     cfg = ModelConfig.from_dict({k: v for k, v in ModelConfig().__dict__.items() if k != "frame_position"})
     assert cfg.frame_position is False
+
+
+def test_spatial_softmax_finds_a_bright_spot() -> None:
+    from torch import nn
+
+    from worldmodel.models.dit import SpatialSoftmaxKeypoints
+
+    kp = SpatialSoftmaxKeypoints(3, 1)
+    kp.net = nn.Conv2d(3, 1, 1, bias=False)  # a heat map that is the red channel, sharpened
+    with torch.no_grad():
+        kp.net.weight.copy_(torch.tensor([20.0, 0.0, 0.0]).view(1, 3, 1, 1))
+    frames = -torch.ones(2, 3, 16, 20)
+    frames[0, 0, 2, 3] = 1.0  # top left
+    frames[1, 0, 13, 17] = 1.0  # bottom right
+    (x0, x1), (y0, y1) = kp(frames).T.view(2, 2)  # (x, y) of each frame
+    assert x0 < -0.5 and y0 < -0.5 and x1 > 0.5 and y1 > 0.5
+
+
+def test_keypoint_tokens_read_the_context_frames_only() -> None:
+    from worldmodel.models import Condition
+
+    torch.manual_seed(0)
+    model = build_model("tiny", keypoints=8).eval()
+    cfg = model.cfg
+    layout = TokenLayout(cfg.context_frames, cfg.future_frames, cfg.grid)
+    frames = torch.zeros(1, layout.num_frame_tokens, cfg.patch_dim)
+    h = torch.zeros(1, layout.num_tokens, cfg.hidden)
+    n_ctx = cfg.context_frames * cfg.grid[0] * cfg.grid[1]
+
+    def tokens(f: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            prefix, pos, _ = model._prefix(Condition(None, None, None), layout, h, f)
+        assert prefix.shape == (1, cfg.context_frames, cfg.hidden) and pos.shape == (cfg.context_frames, 3)
+        return prefix
+
+    base = tokens(frames)
+    future = frames.clone()
+    future[0, n_ctx:] += 0.5
+    assert torch.equal(tokens(future), base)  # future frames never reach the keypoints
+    context = frames.clone()
+    context[0, 0] += 1.0
+    assert not torch.allclose(tokens(context), base)

@@ -45,6 +45,10 @@ class ModelConfig:
             top of RoPE. RoPE only shapes attention *weights*, so the values an action token gathers say what
             is in a patch but not where it is; this puts the position into the values, which is what reaching
             for an object the image shows needs. Parameter-free, so any H x W still works.
+        keypoints: P, spatial-softmax keypoints of every context frame (0: off). A small conv net maps the
+            frame to P heat maps; each map's softmax-weighted mean (x, y) is one keypoint, and the 2P coordinates
+            become one clean token per context frame (as the state tokens). Coordinates of what the net learns to
+            find, e.g. the object to grasp, the classic visuomotor inductive bias (Levine et al. 2016, robomimic).
     """
 
     name: str = "custom"
@@ -69,6 +73,7 @@ class ModelConfig:
     state_dim: int = 0
     future_frame_tokens: bool = True
     frame_position: bool = False
+    keypoints: int = 0
 
     def __post_init__(self) -> None:
         positive = (
@@ -86,7 +91,7 @@ class ModelConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("context_frames", "instruction_tokens", "state_dim"):
+        for name in ("context_frames", "instruction_tokens", "state_dim", "keypoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.instruction_dim < 1:

@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from worldmodel.models.conditioning import Condition, as_condition
 from worldmodel.models.config import ModelConfig
-from worldmodel.models.layout import TokenLayout, Tokens
+from worldmodel.models.layout import TokenLayout, Tokens, unpatchify
 
 FREQ_DIM = 256  # sinusoidal timestep features, as DiT
 FILM_DIM = 32  # per-slot width of the instruction's FiLM path (L x FILM_DIM flattened into the conditioning)
@@ -63,6 +63,28 @@ def grid_position_features(rows: Tensor, cols: Tensor, dim: int, max_period: flo
         args = axis.float()[:, None] * freqs[None]
         parts += [torch.sin(args), torch.cos(args)]
     return torch.cat(parts, dim=-1)
+
+
+class SpatialSoftmaxKeypoints(nn.Module):
+    """Frames (B, C, H, W) in [-1, 1] -> (B, 2P) keypoints: a small conv net's P heat maps (at half resolution),
+    each reduced to the softmax-weighted mean of its (x, y) pixel coordinates in [-1, 1]."""
+
+    def __init__(self, channels: int, keypoints: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 5, stride=2, padding=2), nn.GroupNorm(8, width), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
+            nn.Conv2d(2 * width, keypoints, 1))
+
+    def forward(self, frames: Tensor) -> Tensor:
+        maps = self.net(frames)  # (B, P, h, w)
+        b, p, h, w = maps.shape
+        attn = torch.softmax(maps.flatten(2).float(), dim=-1).view(b, p, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=maps.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=maps.device)
+        x = (attn.sum(2) * xs).sum(-1)  # (B, P)
+        y = (attn.sum(3) * ys).sum(-1)
+        return torch.cat([x, y], dim=-1).to(frames.dtype)  # (B, 2P)
 
 
 def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -182,6 +204,9 @@ class VideoActionDiT(nn.Module):
                                                   nn.Linear(d, d))
         if cfg.state_dim:
             self.state_embed = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
+        if cfg.keypoints:
+            self.keypoint_net = SpatialSoftmaxKeypoints(cfg.channels, cfg.keypoints)
+            self.keypoint_embed = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(d, 2 * d)
@@ -283,7 +308,7 @@ class VideoActionDiT(nn.Module):
             h = h + grid_position_features(positions[:nf, 1], positions[:nf, 2], self.cfg.hidden).to(h.dtype)
         if x.actions is not None:
             h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
-        prefix, prefix_pos, mask = self._prefix(cond, layout, h)
+        prefix, prefix_pos, mask = self._prefix(cond, layout, h, x.frames)
         if prefix is not None:
             h = torch.cat([prefix, h], dim=1)  # (B, Np + N, D)
             t = torch.cat([t.new_ones(t.shape[0], prefix.shape[1]), t], dim=1)
@@ -310,9 +335,10 @@ class VideoActionDiT(nn.Module):
         actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
         return DiTOutput(pred=Tokens(frames, actions), hidden=hidden)
 
-    def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor
+    def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor, frames: Tensor | None = None
                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """The clean prefix tokens this network was built for: L instruction tokens, then K state tokens.
+        """The clean prefix tokens this network was built for: L instruction tokens, K state tokens, then K
+        keypoint tokens (from the context frames' own pixels, ``frames`` (B, Nf, P)).
 
         Instruction tokens sit at time -1 and state token k at context frame k, both at the grid centre (RoPE);
         a learned embedding per instruction slot carries word order. All-zero instruction rows are padding and
@@ -343,6 +369,13 @@ class VideoActionDiT(nn.Module):
             parts.append(self.state_embed(state.to(h.dtype)))
             pos.append(torch.tensor([[float(k), *centre] for k in range(layout.context_frames)]))
             keep.append(torch.ones(b, layout.context_frames, dtype=torch.bool, device=h.device))
+        if cfg.keypoints and layout.context_frames and frames is not None:
+            k, (gh, gw), p = layout.context_frames, layout.grid, cfg.patch
+            context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
+            points = self.keypoint_net(context.flatten(0, 1).to(h.dtype)).view(b, k, -1)  # (B, K, 2P)
+            parts.append(self.keypoint_embed(points))
+            pos.append(torch.tensor([[float(i), *centre] for i in range(k)]))
+            keep.append(torch.ones(b, k, dtype=torch.bool, device=h.device))
         if not parts:
             return None, None, None
         mask = None
