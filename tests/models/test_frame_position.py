@@ -89,46 +89,19 @@ def test_keypoint_tokens_read_the_context_frames_only() -> None:
     assert not torch.allclose(tokens(context), base)
 
 
-def _localisation_error(steps: int, **overrides) -> float:
-    """Train an action-only tiny model for ``steps`` on: the action's (x, y) is where a red square sits in the
-    context frame; return the held-out MSE of that (x, y) predicted from pure noise (chance: 1/3)."""
-    from worldmodel.models.layout import patchify
-
-    torch.manual_seed(0)
-    model = build_model("tiny", future_frame_tokens=False, **overrides)
-    cfg = model.cfg
-    layout = TokenLayout(1, cfg.future_frames, cfg.grid, future_frame_tokens=False)
-    h, w = cfg.frame_height, cfg.frame_width
-
-    def batch(b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = torch.full((b, 1, 3, h, w), -0.5)
-        xy = torch.rand(b, 2, generator=g) * 2 - 1
-        rows, cols = ((xy[:, 1] + 1) / 2 * (h - 4)).long(), ((xy[:, 0] + 1) / 2 * (w - 4)).long()
-        for i in range(b):
-            frames[i, 0, 0, rows[i]:rows[i] + 4, cols[i]:cols[i] + 4] = 1.0
-        actions = torch.zeros(b, cfg.future_frames, cfg.action_dim)
-        actions[..., :2] = xy[:, None]
-        return patchify(frames, cfg.patch), actions
-
-    def times(b: int, t_actions: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.ones(b, layout.num_frame_tokens), t_actions[:, None].expand(b, cfg.future_frames)], 1)
-
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        frames, actions = batch(16, g)
-        t = torch.rand(16, generator=g)
-        noisy = t[:, None, None] * actions + (1 - t[:, None, None]) * torch.randn(actions.shape, generator=g)
-        loss = ((model(Tokens(frames, noisy), times(16, t), layout).pred.actions - actions) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    frames, actions = batch(64, torch.Generator().manual_seed(99))
-    with torch.no_grad():
-        pred = model(Tokens(frames, torch.zeros_like(actions)), times(64, torch.zeros(64)), layout).pred.actions
-    return float(((pred[..., :2] - actions[..., :2]) ** 2).mean())
-
-
 def test_keypoints_let_a_small_model_reach_for_what_it_sees() -> None:
     # docs/experiments.md: with patches alone the model stays at chance for hundreds of steps; keypoints do it fast
-    assert _localisation_error(100, keypoints=8) < 0.05  # patches alone: 0.33 (chance) at 100 steps
+    from worldmodel.evaluation.probes import localisation_error
+
+    assert localisation_error("tiny", 100, keypoints=8) < 0.05  # patches alone: 0.33 (chance) at 100 steps
+
+
+def test_vision_probe_reports_frames_and_object_positions() -> None:
+    from worldmodel import WorldModel
+    from worldmodel.evaluation.probes import vision_probe
+
+    rows = vision_probe(WorldModel.random("tiny", seed=0), xs=(0.35, 0.5), ys=(-0.1,), n=2, steps=1)
+    assert [r.label for r in rows[:3]] == ["real frame", "black frame", "noise frame"]
+    assert len(rows) == 5 and all(r.model.shape == (3,) for r in rows)
+    assert rows[0].expert is None and all(r.expert is not None for r in rows[3:])
+    assert rows[3].expert[0] < rows[4].expert[0]  # the expert reaches further in x for the farther can

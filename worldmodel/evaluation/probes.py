@@ -1,0 +1,122 @@
+"""Probes of whether a policy looks: does its action depend on the image, and on where the object is?
+
+Closed-loop success says *that* grasping fails; these say *why* (docs/experiments.md, "Probe: does the first
+action depend on where the can is?"):
+
+* :func:`vision_probe`: the mean first actions of a world model's ``policy`` verb from one env state, with the real
+  camera frame, an all-black frame and uniform noise (a policy that looks changes its action), and with the task's
+  object moved over a grid of table positions (a policy that localises follows it). Reported next to the scripted
+  expert's first actions from the same states.
+* :func:`localisation_error`: a synthetic check of the architecture alone: train an action-only model whose target
+  action is where a square sits in its context frame; held-out MSE (chance 1/3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.models import TokenLayout, Tokens, build_model
+from worldmodel.models.layout import patchify
+
+
+@dataclass
+class ProbeRow:
+    """One probed situation: its label and the mean xyz of the first ``actions`` actions, summed (m)."""
+
+    label: str
+    model: np.ndarray
+    expert: np.ndarray | None = None
+
+
+def _mean_first_xyz(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int, actions: int,
+                    generator: torch.Generator) -> np.ndarray:
+    prop = world_model.propose(image[None], obs, n=n, steps=steps, generator=generator)
+    return prop.actions[:, :actions, :3].sum(1).mean(0)
+
+
+def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj: str = "coke_can",
+                 xs: tuple[float, ...] = (0.32, 0.42, 0.52), ys: tuple[float, ...] = (-0.25, -0.15, -0.05),
+                 n: int = 16, steps: int = 8, actions: int = 2) -> list[ProbeRow]:
+    """Probe rows: ``real`` / ``black`` / ``noise`` frames, then ``obj`` at every (x, y) of the grid.
+
+    Args:
+        world_model: a :class:`worldmodel.WorldModel`.
+        task, seed: the episode whose first state is probed.
+        obj: the body moved over the grid (its pose is set, then the scene is re-rendered).
+        n, steps: policy samples and sampler steps per situation.
+        actions: how many first actions are summed.
+    """
+    import envs
+    from policies import make_policy
+
+    gen = torch.Generator().manual_seed(0)
+    env = envs.make(task)
+    obs, _ = env.reset(seed=seed)
+    sim = env.unwrapped
+    rng = np.random.default_rng(0)
+    rows = [ProbeRow(name, _mean_first_xyz(world_model, img, obs, n, steps, actions, gen))
+            for name, img in (("real frame", obs["image"]), ("black frame", np.zeros_like(obs["image"])),
+                              ("noise frame", rng.integers(0, 256, obs["image"].shape, dtype=np.uint8)))]
+    for x in xs:
+        for y in ys:
+            env.reset(seed=seed)
+            sim.set_object_pose(obj, np.array([x, y]))
+            sim._forward()
+            moved = sim._obs()
+            expert = make_policy("scripted", env=env)
+            expert.reset(seed=0)
+            first = []
+            o = moved
+            for _ in range(actions):
+                a = expert.select_action(o)
+                first.append(a[:3])
+                o, *_ = env.step(a)
+            rows.append(ProbeRow(f"{obj} at ({x:.2f}, {y:+.2f})",
+                                 _mean_first_xyz(world_model, moved["image"], moved, n, steps, actions, gen),
+                                 np.sum(first, axis=0)))
+    env.close()
+    return rows
+
+
+def localisation_error(preset: str = "tiny", steps: int = 100, batch: int = 16, lr: float = 1e-3, seed: int = 0,
+                       **overrides: Any) -> float:
+    """Train an action-only model for ``steps`` on: the target action's (x, y) is where a red square sits in the
+    context frame; return the held-out MSE of that (x, y) predicted from pure noise (chance: 1/3)."""
+    torch.manual_seed(seed)
+    model = build_model(preset, future_frame_tokens=False, **overrides)
+    cfg = model.cfg
+    layout = TokenLayout(1, cfg.future_frames, cfg.grid, future_frame_tokens=False)
+    h, w = cfg.frame_height, cfg.frame_width
+    side = max(4, h // 10)
+
+    def sample(b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = torch.full((b, 1, 3, h, w), -0.5)
+        xy = torch.rand(b, 2, generator=g) * 2 - 1
+        rows, cols = ((xy[:, 1] + 1) / 2 * (h - side)).long(), ((xy[:, 0] + 1) / 2 * (w - side)).long()
+        for i in range(b):
+            frames[i, 0, 0, rows[i]:rows[i] + side, cols[i]:cols[i] + side] = 1.0
+        target = torch.zeros(b, cfg.future_frames, cfg.action_dim)
+        target[..., :2] = xy[:, None]
+        return patchify(frames, cfg.patch), target
+
+    def times(b: int, t_actions: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.ones(b, layout.num_frame_tokens), t_actions[:, None].expand(b, cfg.future_frames)], 1)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed + 1)
+    for _ in range(steps):
+        frames, target = sample(batch, g)
+        t = torch.rand(batch, generator=g)
+        noisy = t[:, None, None] * target + (1 - t[:, None, None]) * torch.randn(target.shape, generator=g)
+        loss = ((model(Tokens(frames, noisy), times(batch, t), layout).pred.actions - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    frames, target = sample(64, torch.Generator().manual_seed(seed + 99))
+    with torch.no_grad():
+        pred = model(Tokens(frames, torch.zeros_like(target)), times(64, torch.zeros(64)), layout).pred.actions
+    return float(((pred[..., :2] - target[..., :2]) ** 2).mean())
