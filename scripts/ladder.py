@@ -62,8 +62,9 @@ def main() -> int:
         evals[rung] = eval_dir
     from worldmodel.evaluation.report import build_report
 
-    notes = [f"`python scripts/ladder.py --checkpoint {args.checkpoint} --episodes {args.episodes} "
-             f"--seed {args.seed} --rungs {' '.join(args.rungs)} {' '.join(args.overrides)}`".replace(" `", "`")]
+    command = ["python scripts/ladder.py", f"--checkpoint {args.checkpoint}", f"--episodes {args.episodes}",
+               f"--seed {args.seed}", f"--rungs {' '.join(args.rungs)}", *args.overrides]
+    notes = [f"`{' '.join(command)}`"]
     print(f"report: {build_report(out / 'report', evals, {}, notes, title='The oracle ladder')}")
     return 0
 

@@ -62,6 +62,13 @@ def main() -> int:
         minutes["eval"] = run("eval", ["eval", "sim", "policy=dit", f"checkpoint={export}",
                                        f"eval.episodes={args.eval_episodes}", f"eval.seed={args.eval_seed}",
                                        f"eval.workers={args.workers}", f"eval.out={out / 'eval_dit'}"])
+        from worldmodel.evaluation.report import build_report
+
+        notes = [f"`python scripts/reference.py --out {out} --steps {args.steps} --eval-episodes {args.eval_episodes} "
+                 f"--eval-seed {args.eval_seed}`"]
+        report = build_report(out / "report", {"dit (reference)": out / "eval_dit"}, {"reference": run_dir}, notes,
+                              title="The reference model")
+        print(f"report: {report}")
     print("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
     return 0
 

@@ -46,7 +46,7 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
     Args:
         world_model: a :class:`worldmodel.WorldModel`.
         task, seed: the episode whose first state is probed.
-        obj: the body moved over the grid (its pose is set, then the scene is re-rendered).
+        obj: the body moved over the grid (teleported at its height, then the scene is re-rendered).
         n, steps: policy samples and sampler steps per situation.
         actions: how many first actions are summed.
     """
@@ -64,9 +64,8 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
     for x in xs:
         for y in ys:
             env.reset(seed=seed)
-            sim.set_object_pose(obj, np.array([x, y]))
-            sim._forward()
-            moved = sim._obs()
+            sim.set_object_position(obj, np.array([x, y, sim.object_pos(obj)[2]]))
+            moved = sim.observation()
             expert = make_policy("scripted", env=env)
             expert.reset(seed=0)
             first = []

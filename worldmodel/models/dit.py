@@ -350,6 +350,7 @@ class VideoActionDiT(nn.Module):
         """
         cfg, b = self.cfg, h.shape[0]
         centre = ((layout.grid[0] - 1) / 2, (layout.grid[1] - 1) / 2)
+        at_context = torch.tensor([[float(k), *centre] for k in range(layout.context_frames)])  # (K, 3)
         parts, pos, keep = [], [], []
         instr = cond.instruction if cfg.instruction_tokens else None
         if instr is not None:
@@ -367,14 +368,14 @@ class VideoActionDiT(nn.Module):
                 raise ValueError(f"state must be (B, K={layout.context_frames}, {cfg.state_dim}), "
                                  f"got {tuple(state.shape)}")
             parts.append(self.state_embed(state.to(h.dtype)))
-            pos.append(torch.tensor([[float(k), *centre] for k in range(layout.context_frames)]))
+            pos.append(at_context)
             keep.append(torch.ones(b, layout.context_frames, dtype=torch.bool, device=h.device))
         if cfg.keypoints and layout.context_frames and frames is not None:
             k, (gh, gw), p = layout.context_frames, layout.grid, cfg.patch
             context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
             points = self.keypoint_net(context.flatten(0, 1).to(h.dtype)).view(b, k, -1)  # (B, K, 2P)
             parts.append(self.keypoint_embed(points))
-            pos.append(torch.tensor([[float(i), *centre] for i in range(k)]))
+            pos.append(at_context)
             keep.append(torch.ones(b, k, dtype=torch.bool, device=h.device))
         if not parts:
             return None, None, None

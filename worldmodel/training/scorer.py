@@ -35,8 +35,6 @@ from torch import Tensor
 from worldmodel.models.progress import ProgressHead, clean_frame_states
 from worldmodel.planner.ranking import spearman
 
-ARRAYS = ("context", "imagined", "true_progress", "num_stages", "lang", "instruction", "task", "episode")
-
 
 @dataclass
 class RankedFutures:
@@ -90,11 +88,12 @@ class RankedFutures:
     @classmethod
     def load(cls, path: str | Path) -> RankedFutures:
         """Read :meth:`save`'s file; a missing array is one error naming the file and the key."""
+        names = [f.name for f in fields(cls)]
         with np.load(Path(path), allow_pickle=False) as z:
-            missing = [k for k in ARRAYS if k not in z.files]
+            missing = [k for k in names if k not in z.files]
             if missing:
                 raise ValueError(f"{path}: not a RankedFutures file, missing {missing}")
-            return cls(**{k: z[k] for k in ARRAYS})
+            return cls(**{k: z[k] for k in names})
 
     @classmethod
     def concatenate(cls, parts: list[RankedFutures]) -> RankedFutures:
@@ -197,8 +196,9 @@ def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: fl
     va = np.flatnonzero(val)
 
     def scores(h: ProgressHead, rows: np.ndarray) -> Tensor:
-        m, n, t, d = feats[rows].shape
-        f = feats[rows].reshape(m * n, t, d)
+        f = feats[rows]
+        m, n, t, d = f.shape
+        f = f.reshape(m * n, t, d)
         lg = lang[rows].repeat_interleave(n, dim=0)
         return h(f, lg)[:, -1].reshape(m, n)
 
