@@ -75,6 +75,20 @@ def test_init_shape_mismatch_names_parameter(pretrained, common, tmp_path, capsy
     assert "frame_embed.weight" in err and "[64, 192]" in err and "[32, 192]" in err
 
 
+def test_init_adds_an_optional_input_fresh(pretrained, common, tmp_path, capsys) -> None:
+    # keypoints added to a model trained without them: those layers start fresh, the rest loads
+    run = tmp_path / "kp"
+    assert run_cli("finetune", "rt1", *common, "model.keypoints=4", f"init={pretrained}", f"run_dir={run}") == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("init:") and "freshly initialised" in x)
+    fresh = line.split("freshly initialised: ")[1].split(", ")
+    assert {n.split(".")[0] for n in fresh} == {"action_embed", "action_head", "keypoint_net", "keypoint_embed"}
+    # the other way round the checkpoint has layers this model lacks: a clear error naming one
+    rc = run_cli("finetune", "rt1", *common, f"init={run}", f"run_dir={tmp_path / 'back'}")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "keypoint_" in err and "does not exist in this model" in err
+
+
 def test_existing_run_needs_resume(pretrained, common, capsys) -> None:
     assert run_cli("pretrain", *common, f"run_dir={pretrained}") == 2
     assert "resume=auto" in capsys.readouterr().err

@@ -20,8 +20,13 @@ from worldmodel.training.config import TrainConfig
 # Layers a video-only (pretraining) run never trains: a fine-tuning run initialises them afresh. Video clips carry
 # no actions, instruction tokens or robot state (a pretraining corpus may have neither).
 ACTION_PREFIXES = ("action_embed.", "action_head.")
-CONDITION_PREFIXES = ("instruction_embed.", "instruction_pos", "instruction_film.", "instruction_cond.",
-                      "state_embed.")
+INSTRUCTION_PREFIXES = ("instruction_embed.", "instruction_pos", "instruction_film.", "instruction_cond.")
+STATE_PREFIXES = ("state_embed.",)
+CONDITION_PREFIXES = (*INSTRUCTION_PREFIXES, *STATE_PREFIXES)
+# Optional conditioning inputs (a ModelConfig field, 0 = off) and the layers each adds. Initialising from a
+# checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference).
+OPTIONAL_INPUTS = {"instruction_tokens": INSTRUCTION_PREFIXES, "state_dim": STATE_PREFIXES,
+                   "keypoints": ("keypoint_net.", "keypoint_embed.")}
 
 
 def untrained_prefixes(model: nn.Module) -> list[str]:
@@ -147,7 +152,8 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     """Initialise a model for fine-tuning from a (pretraining) checkpoint's EMA weights.
 
     Every parameter must exist with the same shape on both sides, except layers the checkpoint never trained
-    (its ``untrained`` list: the action embedding and head of a video-only run), which keep their fresh
+    (its ``untrained`` list: the action embedding and head of a video-only run) and the layers of an optional
+    input (:data:`OPTIONAL_INPUTS`) that the checkpoint's model was built without; both keep their fresh
     initialisation here.
 
     Args:
@@ -164,8 +170,9 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     """
     ckpt = resolve_checkpoint(path)
     meta = read_json(ckpt / META)
-    skip = tuple(meta.get("untrained", []))
     trained_with = meta.get("model", {})
+    added = [p for field, prefixes in OPTIONAL_INPUTS.items() if not trained_with.get(field) for p in prefixes]
+    skip = (*meta.get("untrained", []), *added)
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
