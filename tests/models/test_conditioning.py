@@ -115,6 +115,24 @@ def test_language_dropout_keeps_the_state() -> None:
     assert torch.equal(dropped.state, cond.state)
 
 
+def test_state_dropout_leaves_the_state_token_out() -> None:
+    model = _randomised()
+    x, t, layout = _inputs(model)
+    state = torch.randn(2, model.cfg.context_frames, 8, generator=torch.Generator().manual_seed(2))
+    cond = _cond([A, A], state)
+    dropped = cond.drop_state(torch.tensor([True, False]))
+    assert dropped.state[0].isnan().all() and torch.equal(dropped.state[1], state[1])
+    assert torch.equal(dropped.lang, cond.lang) and torch.equal(dropped.instruction, cond.instruction)
+    with torch.no_grad():
+        out = model(x, t, layout, dropped).pred.actions
+        full = model(x, t, layout, cond).pred.actions
+        stateless = model(x, t, layout, Condition(cond.lang, cond.instruction, None)).pred.actions
+    assert torch.isfinite(out).all()
+    # a dropped sample is the model without state tokens; the kept one is untouched by its neighbour's drop
+    assert torch.allclose(out[0], stateless[0], atol=1e-5) and not torch.allclose(out[0], full[0], atol=1e-3)
+    assert torch.equal(out[1], full[1])
+
+
 def test_action_only_layout_has_no_future_frames() -> None:
     torch.manual_seed(0)
     model = build_model("tiny", future_frame_tokens=False).eval()

@@ -31,7 +31,9 @@ class Condition:
     Attributes:
         lang: (B, lang_dim) sentence embedding, or None (zeros).
         instruction: (B, L, E) instruction token states, all-zero rows are padding; or None.
-        state: (B, K, S) normalised robot state per context frame, or None.
+        state: (B, K, S) normalised robot state per context frame, or None. A row that is all NaN is a
+            *missing* state (state dropout): the network leaves that frame's state token out, exactly as it
+            does for the whole batch when ``state`` is None.
     """
 
     lang: Tensor | None = None
@@ -79,6 +81,14 @@ class Condition:
             return torch.where(drop.view(-1, *([1] * (x.ndim - 1))).to(x.device), torch.zeros_like(x), x)
 
         return replace(self, lang=zero(self.lang), instruction=zero(self.instruction))
+
+    def drop_state(self, drop: Tensor) -> Condition:
+        """State dropout for training: samples where ``drop`` (B,) bool is True lose their robot state (every
+        row set missing, i.e. NaN), so the network also learns to act without it."""
+        if self.state is None:
+            return self
+        missing = drop.view(-1, 1, 1).to(self.state.device)
+        return replace(self, state=self.state.masked_fill(missing, float("nan")))
 
     @staticmethod
     def cat(items: list[Condition]) -> Condition:

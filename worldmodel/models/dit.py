@@ -367,9 +367,11 @@ class VideoActionDiT(nn.Module):
             if state.shape[1:] != (layout.context_frames, cfg.state_dim):
                 raise ValueError(f"state must be (B, K={layout.context_frames}, {cfg.state_dim}), "
                                  f"got {tuple(state.shape)}")
+            missing = state.isnan().all(-1)  # (B, K): dropped states are left out as attention keys
+            state = torch.where(missing[..., None], torch.zeros_like(state), state)
             parts.append(self.state_embed(state.to(h.dtype)))
             pos.append(at_context)
-            keep.append(torch.ones(b, layout.context_frames, dtype=torch.bool, device=h.device))
+            keep.append(~missing.to(h.device))
         if cfg.keypoints and layout.context_frames and frames is not None:
             k, (gh, gw), p = layout.context_frames, layout.grid, cfg.patch
             context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
@@ -380,7 +382,7 @@ class VideoActionDiT(nn.Module):
         if not parts:
             return None, None, None
         mask = None
-        if instr is not None:
+        if instr is not None or not all(bool(k.all()) for k in keep):
             keys = torch.cat([*keep, torch.ones(b, h.shape[1], dtype=torch.bool, device=h.device)], dim=1)
             mask = keys[:, None, None, :]  # (B, 1, 1, Np + N)
         return torch.cat(parts, dim=1), torch.cat(pos, dim=0).to(h.device), mask

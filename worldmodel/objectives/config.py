@@ -43,6 +43,10 @@ class ObjectiveConfig:
         language_dropout: probability per training sample of dropping its language (sentence embedding and
             instruction tokens, not the robot state), so the same network also learns the unconditional model
             that classifier-free guidance needs at sampling.
+        state_dropout: probability per training sample (with actions) of leaving out its robot-state tokens.
+            With the arm starting from nearly the same pose, the current pose already says where the arm has
+            been heading, so a policy can copy that heading from the state instead of finding the object in the
+            image (the "copycat" failure of behaviour cloning); without the state it has to look.
     """
 
     selfflow: bool = True
@@ -62,6 +66,7 @@ class ObjectiveConfig:
     verb_probs: dict[str, float] = field(default_factory=_default_verbs)
     context_noise: float = 0.0
     language_dropout: float = 0.0
+    state_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:
@@ -72,7 +77,7 @@ class ObjectiveConfig:
             raise ValueError(f"time_shift must be > 0, got {self.time_shift}")
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
-        for name in ("mask_ratio_frames", "mask_ratio_actions", "ema_decay", "language_dropout"):
+        for name in ("mask_ratio_frames", "mask_ratio_actions", "ema_decay", "language_dropout", "state_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("student_layer_frac", "teacher_layer_frac"):

@@ -331,6 +331,8 @@ class Trainer:
         if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
             drop = torch.rand(frames.shape[0], generator=streams.verbs) < self.objective.language_dropout
             lang = lang.drop_language(drop)
+        if actions is not None and self.objective.state_dropout > 0:  # act from the image, not the pose's heading
+            lang = lang.drop_state(torch.rand(frames.shape[0], generator=streams.verbs) < self.objective.state_dropout)
         fb = FlowBatch.from_clip(frames, actions, lang, verbs, self.clip_cfg.context_frames, self.model_cfg.patch,
                                  self.model_cfg.future_frame_tokens)
         progress = None
