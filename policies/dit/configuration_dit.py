@@ -26,6 +26,8 @@ class DiTPolicyConfig:
             threshold, -1 below minus it, 0 (hold) between; 0 executes the raw sample.
         condition_on_observation: give the model the instruction text and robot state from the observation
             (its instruction and state tokens, when it has them); False: the sentence embedding only.
+        use_state: with ``condition_on_observation``, also give the robot state; False acts from the images and
+            the instruction alone (for a model trained with ``objective.state_dropout``).
     """
 
     checkpoint: str | None = None
@@ -38,6 +40,7 @@ class DiTPolicyConfig:
     guidance: float = 1.0
     gripper_threshold: float = 0.5
     condition_on_observation: bool = True
+    use_state: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

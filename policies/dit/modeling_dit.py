@@ -134,7 +134,7 @@ class DiTPolicy:
         cond: dict[str, Any] = {"natural_language_embedding": obs["natural_language_embedding"]}
         if "natural_language_instruction" in obs:
             cond["natural_language_instruction"] = obs["natural_language_instruction"]
-        if self._states:
+        if self._states and self.config.use_state:
             states = np.stack(self._states)  # (K', 8), oldest first
             cond["base_pose_tool_reached"], cond["gripper_closed"] = states[:, :7], states[:, 7:]
         return cond

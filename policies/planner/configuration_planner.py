@@ -20,7 +20,7 @@ class PlannerPolicyConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         ema: use the EMA weights.
         num_threads: torch CPU threads; 1 avoids OpenMP contention on shared CPUs (0: leave torch's setting).
-        gripper_threshold, condition_on_observation: as :class:`~policies.dit.DiTPolicyConfig`.
+        gripper_threshold, condition_on_observation, use_state: as :class:`~policies.dit.DiTPolicyConfig`.
         planner: the search (method, candidates, horizon, steps, weights, ``execute_steps`` ...).
     """
 
@@ -30,6 +30,7 @@ class PlannerPolicyConfig:
     num_threads: int = 1
     gripper_threshold: float = DiTPolicyConfig.gripper_threshold  # one default, the dit policy's
     condition_on_observation: bool = DiTPolicyConfig.condition_on_observation
+    use_state: bool = DiTPolicyConfig.use_state
     planner: PlannerConfig = field(default_factory=PlannerConfig)
 
     def __post_init__(self) -> None:

@@ -85,3 +85,19 @@ def test_gripper_threshold(raw: float, threshold: float, executed: float) -> Non
     action = np.array([0.01, 0.0, -0.01, 0.0, 0.0, 0.1, raw], np.float32)
     out = threshold_gripper(action, threshold)
     assert out[6] == pytest.approx(executed) and np.array_equal(out[:6], action[:6]) and action[6] == raw
+
+
+def test_use_state_false_leaves_the_state_out(world_model) -> None:
+    env = envs.make("PickCan", image_size=(48, 60))
+    obs, _ = env.reset(seed=4)
+    env.close()
+    for kind in ("dit", "planner"):
+        with_state = make_policy(kind, env=None, world_model=world_model)
+        without = make_policy(kind, env=None, world_model=world_model, use_state=False)
+        for policy in (with_state, without):
+            policy.reset(seed=0)
+            policy._states.append(np.zeros(8, np.float32))
+        assert "base_pose_tool_reached" in with_state.condition(obs)
+        cond = without.condition(obs)
+        assert "base_pose_tool_reached" not in cond and "gripper_closed" not in cond
+        assert cond["natural_language_instruction"] == obs["natural_language_instruction"]
