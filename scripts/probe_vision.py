@@ -22,6 +22,7 @@ def main() -> int:
     parser.add_argument("--task", default="PickCan")
     parser.add_argument("--object", default="coke_can")
     parser.add_argument("--seed", type=int, default=10003)
+    parser.add_argument("--no-state", action="store_true", help="probe without the robot state (policy.use_state=false)")
     parser.add_argument("--localisation", metavar="PRESET", help="run the synthetic check on this model preset")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=INT", help="model overrides, e.g. keypoints=32")
@@ -39,7 +40,7 @@ def main() -> int:
 
         wm = WorldModel.from_checkpoint(args.checkpoint)
         print(f"| {args.task} seed {args.seed} | model dx, dy, dz | expert dx, dy, dz |\n|---|---|---|")
-        for row in vision_probe(wm, args.task, args.seed, args.object):
+        for row in vision_probe(wm, args.task, args.seed, args.object, use_state=not args.no_state):
             expert = "" if row.expert is None else ", ".join(f"{v:+.3f}" for v in row.expert)
             print(f"| {row.label} | {', '.join(f'{v:+.3f}' for v in row.model)} | {expert} |")
     if args.localisation:

@@ -32,15 +32,20 @@ class ProbeRow:
     expert: np.ndarray | None = None
 
 
+STATE_KEYS = ("base_pose_tool_reached", "gripper_closed")
+
+
 def _mean_first_xyz(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int, actions: int,
-                    generator: torch.Generator) -> np.ndarray:
+                    generator: torch.Generator, use_state: bool = True) -> np.ndarray:
+    if not use_state:
+        obs = {k: v for k, v in obs.items() if k not in STATE_KEYS}
     prop = world_model.propose(image[None], obs, n=n, steps=steps, generator=generator)
     return prop.actions[:, :actions, :3].sum(1).mean(0)
 
 
 def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj: str = "coke_can",
                  xs: tuple[float, ...] = (0.32, 0.42, 0.52), ys: tuple[float, ...] = (-0.25, -0.15, -0.05),
-                 n: int = 16, steps: int = 8, actions: int = 2) -> list[ProbeRow]:
+                 n: int = 16, steps: int = 8, actions: int = 2, use_state: bool = True) -> list[ProbeRow]:
     """Probe rows: ``real`` / ``black`` / ``noise`` frames, then ``obj`` at every (x, y) of the grid.
 
     Args:
@@ -49,6 +54,7 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
         obj: the body moved over the grid (teleported at its height, then the scene is re-rendered).
         n, steps: policy samples and sampler steps per situation.
         actions: how many first actions are summed.
+        use_state: give the model the robot state (False: images and instruction only, as ``policy.use_state``).
     """
     import envs
     from policies import make_policy
@@ -58,7 +64,7 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
     obs, _ = env.reset(seed=seed)
     sim = env.unwrapped
     rng = np.random.default_rng(0)
-    rows = [ProbeRow(name, _mean_first_xyz(world_model, img, obs, n, steps, actions, gen))
+    rows = [ProbeRow(name, _mean_first_xyz(world_model, img, obs, n, steps, actions, gen, use_state))
             for name, img in (("real frame", obs["image"]), ("black frame", np.zeros_like(obs["image"])),
                               ("noise frame", rng.integers(0, 256, obs["image"].shape, dtype=np.uint8)))]
     for x in xs:
@@ -75,7 +81,7 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
                 first.append(a[:3])
                 o, *_ = env.step(a)
             rows.append(ProbeRow(f"{obj} at ({x:.2f}, {y:+.2f})",
-                                 _mean_first_xyz(world_model, moved["image"], moved, n, steps, actions, gen),
+                                 _mean_first_xyz(world_model, moved["image"], moved, n, steps, actions, gen, use_state),
                                  np.sum(first, axis=0)))
     env.close()
     return rows
