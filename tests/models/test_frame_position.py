@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from worldmodel.models import TokenLayout, Tokens, build_model
@@ -76,7 +77,8 @@ def test_keypoint_tokens_read_the_context_frames_only() -> None:
 
     def tokens(f: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            prefix, pos, _ = model._prefix(Condition(None, None, None), layout, h, f)
+            points = model._keypoints(f, layout, h.dtype)
+            prefix, pos, _ = model._prefix(Condition(None, None, None), layout, h, points)
         assert prefix.shape == (1, cfg.context_frames, cfg.hidden) and pos.shape == (cfg.context_frames, 3)
         return prefix
 
@@ -94,6 +96,33 @@ def test_keypoints_let_a_small_model_reach_for_what_it_sees() -> None:
     from worldmodel.evaluation.probes import localisation_error
 
     assert localisation_error("tiny", 100, keypoints=8) < 0.05  # patches alone: 0.33 (chance) at 100 steps
+
+
+def test_keypoint_film_conditions_every_token_on_the_keypoints() -> None:
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="keypoint_film needs keypoints"):
+        build_model("tiny", keypoint_film=True)
+    model = build_model("tiny", keypoints=8, keypoint_film=True).eval()
+    with torch.no_grad():  # the zero-initialised adaLN would hide the conditioning
+        for block in model.blocks:
+            block.ada.weight.normal_(0.0, 0.1)
+    cfg = model.cfg
+    layout = TokenLayout(cfg.context_frames, cfg.future_frames, cfg.grid)
+    t = torch.full((2, layout.num_tokens), 0.5)
+    frames = torch.zeros(2, layout.num_frame_tokens, cfg.patch_dim)
+    frames[1, 0] += 1.0  # one context patch differs: different keypoints
+    points = model._keypoints(frames, layout, frames.dtype)
+    c, index = model.condition(t, None, points)
+    c0, index0 = model.condition(t, None, None)
+    per_sample = c[index[:, 0]]
+    assert not torch.allclose(per_sample[0], per_sample[1])  # the keypoints reach the adaLN conditioning
+    assert torch.allclose(c0[index0[:, 0]][0], c0[index0[:, 0]][1])  # without them both samples are alike
+
+
+def test_keypoint_film_lets_a_small_model_reach_for_what_it_sees() -> None:
+    from worldmodel.evaluation.probes import localisation_error
+
+    assert localisation_error("tiny", 100, keypoints=8, keypoint_film=True) < 0.05
 
 
 def test_vision_probe_reports_frames_and_object_positions() -> None:

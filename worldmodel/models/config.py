@@ -49,6 +49,8 @@ class ModelConfig:
             frame to P heat maps; each map's softmax-weighted mean (x, y) is one keypoint, and the 2P coordinates
             become one clean token per context frame (as the state tokens). Coordinates of what the net learns to
             find, e.g. the object to grasp, the classic visuomotor inductive bias (Levine et al. 2016, robomimic).
+        keypoint_film: also feed the latest context frame's keypoints into every token's adaLN conditioning (as
+            the instruction's FiLM path), not only as a token reached through attention. Needs ``keypoints``.
     """
 
     name: str = "custom"
@@ -74,6 +76,7 @@ class ModelConfig:
     future_frame_tokens: bool = True
     frame_position: bool = False
     keypoints: int = 0
+    keypoint_film: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -96,6 +99,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.instruction_dim < 1:
             raise ValueError(f"instruction_dim must be >= 1, got {self.instruction_dim}")
+        if self.keypoint_film and not self.keypoints:
+            raise ValueError("keypoint_film needs keypoints > 0")
         if self.frame_position and self.hidden % 4:
             raise ValueError(f"frame_position needs hidden divisible by 4, got {self.hidden}")
         if self.hidden % self.heads:

@@ -207,6 +207,8 @@ class VideoActionDiT(nn.Module):
         if cfg.keypoints:
             self.keypoint_net = SpatialSoftmaxKeypoints(cfg.channels, cfg.keypoints)
             self.keypoint_embed = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
+        if cfg.keypoint_film:  # the latest context frame's keypoints also shift every token's adaLN conditioning
+            self.keypoint_cond = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(d, 2 * d)
@@ -220,7 +222,8 @@ class VideoActionDiT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        mlps = [self.time_embed, self.lang_embed] + ([self.instruction_cond] if self.cfg.instruction_tokens else [])
+        mlps = [self.time_embed, self.lang_embed] + ([self.instruction_cond] if self.cfg.instruction_tokens else []) \
+            + ([self.keypoint_cond] if self.cfg.keypoint_film else [])
         for mlp in mlps:
             nn.init.normal_(mlp[0].weight, std=0.02)
             nn.init.normal_(mlp[2].weight, std=0.02)
@@ -230,13 +233,16 @@ class VideoActionDiT(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def condition(self, t: Tensor, lang: Tensor | Condition | None) -> tuple[Tensor, Tensor]:
+    def condition(self, t: Tensor, lang: Tensor | Condition | None, points: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
         """Per-token conditioning, computed once per distinct (sample, t).
 
         Args:
             t: (B, N) per-token timesteps in [0, 1].
             lang: (B, lang_dim) sentence embeddings (or a :class:`Condition`, whose ``lang`` is used), or None
                 (zeros, i.e. unconditional).
+            points: (B, K, 2P) keypoints of the context frames; the latest frame's feed the ``keypoint_film``
+                path (None: not added).
 
         Returns:
             c_act: (U, D) ``SiLU(time_embed(t) + lang_embed(lang))`` for the U distinct (sample, t) pairs.
@@ -261,6 +267,8 @@ class VideoActionDiT(nn.Module):
             instr = instr.to(dtype)
             film = self.instruction_film(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
             per_sample = per_sample + self.instruction_cond(film.flatten(1))
+        if self.cfg.keypoint_film and points is not None:
+            per_sample = per_sample + self.keypoint_cond(points[:, -1].to(dtype))
         c = self.time_embed(timestep_features(t_u).to(dtype)) + per_sample[sample]
         return F.silu(c), index
 
@@ -308,13 +316,14 @@ class VideoActionDiT(nn.Module):
             h = h + grid_position_features(positions[:nf, 1], positions[:nf, 2], self.cfg.hidden).to(h.dtype)
         if x.actions is not None:
             h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
-        prefix, prefix_pos, mask = self._prefix(cond, layout, h, x.frames)
+        points = self._keypoints(x.frames, layout, h.dtype)
+        prefix, prefix_pos, mask = self._prefix(cond, layout, h, points)
         if prefix is not None:
             h = torch.cat([prefix, h], dim=1)  # (B, Np + N, D)
             t = torch.cat([t.new_ones(t.shape[0], prefix.shape[1]), t], dim=1)
             positions = torch.cat([prefix_pos, positions], dim=0)
         n_prefix = 0 if prefix is None else prefix.shape[1]
-        c_act, index = self.condition(t, cond)
+        c_act, index = self.condition(t, cond, points)
         cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
         wanted = set(return_hidden)
         last = self.cfg.depth if output_heads else max(wanted, default=0)
@@ -335,10 +344,19 @@ class VideoActionDiT(nn.Module):
         actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
         return DiTOutput(pred=Tokens(frames, actions), hidden=hidden)
 
-    def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor, frames: Tensor | None = None
+    def _keypoints(self, frames: Tensor, layout: TokenLayout, dtype: torch.dtype) -> Tensor | None:
+        """(B, K, 2P) spatial-softmax keypoints of the context frames in ``frames`` (B, Nf, P), or None (no
+        keypoints in this network or no context frames)."""
+        if not self.cfg.keypoints or not layout.context_frames:
+            return None
+        k, (gh, gw), p = layout.context_frames, layout.grid, self.cfg.patch
+        context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
+        return self.keypoint_net(context.flatten(0, 1).to(dtype)).view(frames.shape[0], k, -1)
+
+    def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor, points: Tensor | None = None
                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """The clean prefix tokens this network was built for: L instruction tokens, K state tokens, then K
-        keypoint tokens (from the context frames' own pixels, ``frames`` (B, Nf, P)).
+        keypoint tokens (``points`` (B, K, 2P), from the context frames' own pixels).
 
         Instruction tokens sit at time -1 and state token k at context frame k, both at the grid centre (RoPE);
         a learned embedding per instruction slot carries word order. All-zero instruction rows are padding and
@@ -372,13 +390,10 @@ class VideoActionDiT(nn.Module):
             parts.append(self.state_embed(state.to(h.dtype)))
             pos.append(at_context)
             keep.append(~missing.to(h.device))
-        if cfg.keypoints and layout.context_frames and frames is not None:
-            k, (gh, gw), p = layout.context_frames, layout.grid, cfg.patch
-            context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
-            points = self.keypoint_net(context.flatten(0, 1).to(h.dtype)).view(b, k, -1)  # (B, K, 2P)
+        if points is not None:
             parts.append(self.keypoint_embed(points))
             pos.append(at_context)
-            keep.append(torch.ones(b, k, dtype=torch.bool, device=h.device))
+            keep.append(torch.ones(b, points.shape[1], dtype=torch.bool, device=h.device))
         if not parts:
             return None, None, None
         mask = None
