@@ -63,7 +63,9 @@ def main() -> int:
     from worldmodel.evaluation.report import build_report
 
     command = ["python scripts/ladder.py", f"--checkpoint {args.checkpoint}", f"--episodes {args.episodes}",
-               f"--seed {args.seed}", f"--rungs {' '.join(args.rungs)}", *args.overrides]
+               f"--seed {args.seed}", f"--rungs {' '.join(args.rungs)}",
+               *([f"--tasks {' '.join(args.tasks)}"] if args.tasks else []),
+               *([] if args.diagnostics else ["--no-diagnostics"]), *args.overrides]
     notes = [f"`{' '.join(command)}`"]
     print(f"report: {build_report(out / 'report', evals, {}, notes, title='The oracle ladder')}")
     return 0
