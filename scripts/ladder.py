@@ -62,10 +62,12 @@ def main() -> int:
         evals[rung] = eval_dir
     from worldmodel.evaluation.report import build_report
 
-    command = ["python scripts/ladder.py", f"--checkpoint {args.checkpoint}", f"--episodes {args.episodes}",
-               f"--seed {args.seed}", f"--rungs {' '.join(args.rungs)}",
-               *([f"--tasks {' '.join(args.tasks)}"] if args.tasks else []),
-               *([] if args.diagnostics else ["--no-diagnostics"]), *args.overrides]
+    command = ["python scripts/ladder.py", f"--checkpoint {args.checkpoint}", f"--out {args.out}",
+               f"--episodes {args.episodes}", f"--seed {args.seed}", f"--workers {args.workers}",
+               f"--rungs {' '.join(args.rungs)}", *([f"--tasks {' '.join(args.tasks)}"] if args.tasks else []),
+               *([f"--scorer-checkpoint {args.scorer_checkpoint}"] if args.scorer_checkpoint else []),
+               *([] if args.diagnostics else ["--no-diagnostics"]),
+               *(["--", *args.overrides] if args.overrides else [])]  # after "--": --tasks / --rungs take many
     notes = [f"`{' '.join(command)}`"]
     print(f"report: {build_report(out / 'report', evals, {}, notes, title='The oracle ladder')}")
     return 0

@@ -22,7 +22,8 @@ def main() -> int:
     parser.add_argument("--task", default="PickCan")
     parser.add_argument("--object", default="coke_can")
     parser.add_argument("--seed", type=int, default=10003)
-    parser.add_argument("--no-state", action="store_true", help="probe without the robot state (policy.use_state=false)")
+    parser.add_argument("--no-state", action="store_true",
+                        help="probe without the robot state (policy.use_state=false)")
     parser.add_argument("--localisation", metavar="PRESET", help="run the synthetic check on this model preset")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=INT", help="model overrides, e.g. keypoints=32")

@@ -45,4 +45,5 @@ def test_ladder_runs_rungs_and_reports(tmp_path, write_tiny_checkpoint) -> None:
         assert info["per_episode"][0]["extras"]["scorer"] == rung
     report = (out / "report" / "README.md").read_text()
     assert "Ranking quality" in report and "oracle" in report
-    assert "--tasks CloseDrawer" in report  # the report's command reproduces the run
+    # the report's command reproduces the run: the overrides stay apart from --tasks' values
+    assert "--rungs none oracle --tasks CloseDrawer -- eval.image_size=[32,40]" in report

@@ -370,6 +370,7 @@ class VideoActionDiT(nn.Module):
         centre = ((layout.grid[0] - 1) / 2, (layout.grid[1] - 1) / 2)
         at_context = torch.tensor([[float(k), *centre] for k in range(layout.context_frames)])  # (K, 3)
         parts, pos, keep = [], [], []
+        masked = False  # whether any key is left out (padding or a missing state): only then build a mask
         instr = cond.instruction if cfg.instruction_tokens else None
         if instr is not None:
             if instr.shape[1:] != (cfg.instruction_tokens, cfg.instruction_dim):
@@ -380,6 +381,7 @@ class VideoActionDiT(nn.Module):
             parts.append(self.instruction_embed(instr) + self.instruction_pos)
             pos.append(torch.tensor([[-1.0, *centre]]).expand(cfg.instruction_tokens, 3))
             keep.append(present)
+            masked = True
         if cfg.state_dim and layout.context_frames and cond.state is not None:
             state = cond.state
             if state.shape[1:] != (layout.context_frames, cfg.state_dim):
@@ -390,6 +392,7 @@ class VideoActionDiT(nn.Module):
             parts.append(self.state_embed(state.to(h.dtype)))
             pos.append(at_context)
             keep.append(~missing.to(h.device))
+            masked = masked or bool(missing.any())
         if points is not None:
             parts.append(self.keypoint_embed(points))
             pos.append(at_context)
@@ -397,7 +400,7 @@ class VideoActionDiT(nn.Module):
         if not parts:
             return None, None, None
         mask = None
-        if instr is not None or not all(bool(k.all()) for k in keep):
+        if masked:
             keys = torch.cat([*keep, torch.ones(b, h.shape[1], dtype=torch.bool, device=h.device)], dim=1)
             mask = keys[:, None, None, :]  # (B, 1, 1, Np + N)
         return torch.cat(parts, dim=1), torch.cat(pos, dim=0).to(h.device), mask

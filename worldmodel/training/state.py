@@ -171,13 +171,16 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     ckpt = resolve_checkpoint(path)
     meta = read_json(ckpt / META)
     trained_with = meta.get("model", {})
-    added = [p for field, prefixes in OPTIONAL_INPUTS.items() if not trained_with.get(field) for p in prefixes]
+    weights = load_tensors(ckpt, "ema.safetensors")
+    # an input the checkpoint's model was built without, and whose layers its weights indeed lack
+    added = [p for field, prefixes in OPTIONAL_INPUTS.items() if not trained_with.get(field) for p in prefixes
+             if not any(k.startswith(p) for k in weights)]
     skip = (*meta.get("untrained", []), *added)
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
     own = model.state_dict()
-    state = _check_and_filter(own, load_tensors(ckpt, "ema.safetensors"), skip, where, hint)
+    state = _check_and_filter(own, weights, skip, where, hint)
     model.load_state_dict(state, strict=False)
     proj = _check_and_filter(projector.state_dict(), load_tensors(ckpt, "projector.safetensors"), (),
                              where + " (projector)", hint)
