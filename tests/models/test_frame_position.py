@@ -130,3 +130,20 @@ def test_vision_probe_reports_frames_and_object_positions() -> None:
     assert len(rows) == 5 and all(r.model.shape == (3,) for r in rows)
     assert rows[0].expert is None and all(r.expert is not None for r in rows[3:])
     assert rows[3].expert[0] < rows[4].expert[0]  # the expert reaches further in x for the farther can
+
+
+def test_vision_probe_without_state_hides_it_from_the_model() -> None:
+    from worldmodel import WorldModel
+    from worldmodel.evaluation.probes import vision_probe
+
+    wm, seen = WorldModel.random("tiny", seed=0), []
+    propose = wm.propose
+
+    def recording(frames, obs, **kwargs):
+        seen.append(set(obs))
+        return propose(frames, obs, **kwargs)
+
+    wm.propose = recording
+    vision_probe(wm, xs=(0.4,), ys=(-0.1,), n=1, steps=1, use_state=False)
+    assert len(seen) == 4 and all("natural_language_instruction" in keys for keys in seen)
+    assert not any(keys & {"base_pose_tool_reached", "gripper_closed"} for keys in seen)

@@ -32,13 +32,12 @@ class ProbeRow:
     expert: np.ndarray | None = None
 
 
-STATE_KEYS = ("base_pose_tool_reached", "gripper_closed")
-
-
 def _mean_first_xyz(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int, actions: int,
                     generator: torch.Generator, use_state: bool = True) -> np.ndarray:
     if not use_state:
-        obs = {k: v for k, v in obs.items() if k not in STATE_KEYS}
+        from worldmodel.data.reader import STATE_KEYS
+
+        obs = {k: v for k, v in obs.items() if k not in dict(STATE_KEYS)}
     prop = world_model.propose(image[None], obs, n=n, steps=steps, generator=generator)
     return prop.actions[:, :actions, :3].sum(1).mean(0)
 

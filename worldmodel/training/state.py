@@ -172,9 +172,8 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     meta = read_json(ckpt / META)
     trained_with = meta.get("model", {})
     weights = load_tensors(ckpt, "ema.safetensors")
-    # an input the checkpoint's model was built without, and whose layers its weights indeed lack
-    added = [p for field, prefixes in OPTIONAL_INPUTS.items() if not trained_with.get(field) for p in prefixes
-             if not any(k.startswith(p) for k in weights)]
+    # the layers of an optional input the checkpoint's model was built without: its weights lack them
+    added = [p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes if not any(k.startswith(p) for k in weights)]
     skip = (*meta.get("untrained", []), *added)
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
