@@ -90,6 +90,11 @@ CONTROL_HZ = 3
 ACTION_LOW = np.array([-0.05] * 3 + [-0.25] * 3 + [-1.0], dtype=np.float32)
 ACTION_HIGH = -ACTION_LOW
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " -,."
+# The arm starts each episode at START_POSITION (end effector, metres, base frame) plus a uniform offset of at most
+# ``start_jitter`` per axis; the default keeps every start within 3 cm of the same pose. Wider jitter (data
+# collection, ``worldmodel data sim start_jitter=...``) stops the pose from telling a policy where the arm is going.
+START_POSITION = (0.30, -0.05, 0.28)
+START_JITTER = (0.03, 0.03, 0.03)
 _RAMP_FRACTION = 0.6  # share of the control period over which joint targets are ramped
 # Which entry of a geom's size is its half height: sphere radius, cylinder half length, box z half size.
 _HALF_HEIGHT_INDEX = {mujoco.mjtGeom.mjGEOM_SPHERE: 0, mujoco.mjtGeom.mjGEOM_CYLINDER: 1, mujoco.mjtGeom.mjGEOM_BOX: 2}
@@ -132,9 +137,13 @@ class TabletopEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, task: Task, image_size: tuple[int, int] = (256, 320), render_mode: str | None = None,
-                 camera: str = "head") -> None:
+                 camera: str = "head", start_jitter: float | tuple[float, float, float] = START_JITTER) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        jitter = np.broadcast_to(np.asarray(start_jitter, dtype=np.float64), (3,)).copy()
+        if not (np.all(np.isfinite(jitter)) and np.all(jitter >= 0) and np.all(jitter <= 0.15)):
+            raise ValueError(f"start_jitter must be one or three numbers in [0, 0.15] m, got {start_jitter}")
+        self.start_jitter = jitter
         height, width = (int(v) for v in image_size)
         if height < 8 or width < 8:
             raise ValueError(f"image_size must be at least (8, 8), got {image_size}")
@@ -243,7 +252,7 @@ class TabletopEnv(gym.Env):
         mujoco.mj_resetData(self.model, self.data)
         self.instruction = self.task.setup(self)
         # Start from a jittered pose above the table, gripper open and pointing down.
-        start = np.array([0.30, -0.05, 0.28]) + self.np_random.uniform(-0.03, 0.03, size=3)
+        start = np.asarray(START_POSITION) + self.np_random.uniform(-self.start_jitter, self.start_jitter, size=3)
         q = self.arm.solve_ik(start, np.diag([-1.0, 1.0, -1.0]), HOME_QPOS, iters=100)
         self._grip_cmd = 0.0
         self.arm.set_joint_positions(q, 0.0)

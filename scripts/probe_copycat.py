@@ -1,6 +1,6 @@
 """The copycat check: does a plain behaviour-cloning net learn where the object is, with and without the robot state?
 
-    python scripts/probe_copycat.py [--episodes 120 --heldout 20 --steps 2000]
+    python scripts/probe_copycat.py [--episodes 120 --heldout 20 --steps 2000] [--start-jitter 0.15 0.15 0.06]
 
 Rolls out the noise-free scripted expert on PickCan and MoveNear (seeds 0 .. episodes-1 per task; the last
 ``--heldout`` of each task are held out), renders at 256x320 and resizes to 64x80 as the model sees them, and trains
@@ -17,7 +17,7 @@ import os
 import sys
 
 
-def collect(tasks: list[str], episodes: int):
+def collect(tasks: list[str], episodes: int, start_jitter: tuple[float, ...] | None = None):
     """(frames uint8 (N, 64, 80, 3), states (N, 8), next two actions (N, 14), episode ids (N,), seeds (N,))."""
     import numpy as np
     from PIL import Image
@@ -27,7 +27,7 @@ def collect(tasks: list[str], episodes: int):
     frames, states, actions, ids, seeds = [], [], [], [], []
     for i, task in enumerate(tasks):
         for seed in range(episodes):
-            ep = rollout(task, seed)
+            ep = rollout(task, seed, start_jitter=start_jitter)
             for t in range(len(ep.actions) - 1):
                 frames.append(np.asarray(Image.fromarray(ep.images[t]).resize((80, 64), Image.BILINEAR)))
                 states.append(np.concatenate([ep.base_pose_tool_reached[t], ep.gripper_closed[t]]))
@@ -45,6 +45,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--start-jitter", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                        help="the env's start-pose jitter in metres (default: the env's, 3 cm)")
     args = parser.parse_args()
     if not 0 < args.heldout < args.episodes:
         parser.error("--heldout must be in (0, --episodes)")
@@ -56,7 +58,7 @@ def main() -> int:
     from worldmodel.models.dit import SpatialSoftmaxKeypoints
 
     torch.set_num_threads(1)
-    f, s, a, ids, seeds = collect(args.tasks, args.episodes)
+    f, s, a, ids, seeds = collect(args.tasks, args.episodes, args.start_jitter)
     frames = torch.tensor(f).permute(0, 3, 1, 2).float() / 127.5 - 1
     state, act = torch.tensor(s).float(), torch.tensor(a).float()
     act = (act - act.mean(0)) / (act.std(0) + 1e-6)

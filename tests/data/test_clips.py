@@ -140,3 +140,34 @@ def test_balanced_clips_instruction_and_state(tiny_dataset, tiny_stats):
         torch.testing.assert_close(c["state"], torch.from_numpy(want))
     again = [tuple(c["clip_id"].tolist()) for c in ClipDataset(tiny_dataset, cfg, tiny_stats)]
     assert again == [tuple(c["clip_id"].tolist()) for c in clips]  # seeded
+
+
+def test_random_shift_moves_every_frame_of_a_clip_alike_and_resumes(tiny_dataset, tiny_stats):
+    from worldmodel.data.clips import random_shift
+
+    frames = np.arange(2 * 6 * 7 * 1).reshape(2, 6, 7, 1)
+    shifted = [random_shift(frames, 2, np.random.default_rng(s)) for s in range(40)]
+    offsets = set()
+    for out in shifted:
+        assert out.shape == frames.shape
+        # the same (dy, dx) for both frames: the interior of frame 1 minus frame 0 is one constant
+        assert np.unique(out[1] - out[0]).size == 1
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(out[0, 2:-2, 2:-2], frames[0, 2 - dy:4 - dy, 2 - dx:5 - dx])]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) > 10  # many of the 25 shifts occur
+
+    def stream(shift: int, head: int = 0) -> list[torch.Tensor]:
+        cfg = ClipConfig(K, F, image_size=(16, 20), shuffle_buffer=4, block_episodes=2, random_shift=shift)
+        ds = ClipDataset(tiny_dataset, cfg, tiny_stats)
+        if head:
+            ds.set_resume({0: (0, head)})
+        return [c["frames"] for c in ds]
+
+    plain, a, b = stream(0), stream(2), stream(2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # reproducible
+    assert sum(not torch.equal(x, y) for x, y in zip(plain, a, strict=True)) > len(plain) // 2
+    assert all(torch.equal(x, y) for x, y in zip(a[5:], stream(2, head=5), strict=True))  # resumes the same
+    with pytest.raises(ValueError, match="random_shift"):
+        ClipConfig(K, F, random_shift=-1)

@@ -12,13 +12,15 @@ from worldmodel.data.sim import rollout
 envs = pytest.importorskip("envs")
 TASKS = ("PickCan", "OpenDrawer")
 MAX_STEPS = 4
+JITTER = (0.1, 0.12, 0.05)  # wider than the env's default: the round trip below fails if it were ignored
 
 
 @pytest.fixture(scope="module")
 def sim_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
     code = main(["data", "sim", f"out={out}", "episodes=3", f"tasks=[{','.join(TASKS)}]", "seed=7",
-                 f"max_steps={MAX_STEPS}", "image_size=[64,80]", "policy.noise=0.05", "progress=false"])
+                 f"max_steps={MAX_STEPS}", "image_size=[64,80]", "policy.noise=0.05", "progress=false",
+                 f"start_jitter=[{','.join(map(str, JITTER))}]"])
     assert code == 0
     return out / "tabletop_sim" / "0.1.0"
 
@@ -28,7 +30,7 @@ def test_sim_round_trip_equals_rollouts(sim_dataset):
     assert ds.num_episodes == 3
     for i, read in enumerate(ds.episodes()):
         task = TASKS[i % len(TASKS)]
-        ep = rollout(task, 7 + i, "scripted", 0.05, (64, 80), MAX_STEPS)  # seeded: the same episode again
+        ep = rollout(task, 7 + i, "scripted", 0.05, (64, 80), MAX_STEPS, JITTER)  # seeded: the same episode again
         steps, t = read["steps"], len(ep.images)
         assert len(steps["is_first"]) == t <= MAX_STEPS + 1
         acts = np.concatenate([steps["action"][k] for k in ("world_vector", "rotation_delta",
@@ -51,6 +53,10 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tasks" in err[0] and "NoSuchTask" in err[0]
     assert main(["data", "sim", f"out={tmp_path}", "episodes=0"]) == 2
+    capsys.readouterr()
+    assert main(["data", "sim", f"out={tmp_path}", "start_jitter=[0.1,0.5,0]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "start_jitter" in err[0]
 
 
 def test_tensorflow_and_mujoco_rendering_share_a_process():

@@ -200,6 +200,26 @@ def test_unstable_physics_truncates_with_reason():
     assert all(np.all(np.isfinite(v)) for k, v in obs.items() if k != "natural_language_instruction")
 
 
+def _start_positions(jitter, seeds=range(12)) -> np.ndarray:
+    env = make("PickCan", **({} if jitter is None else {"start_jitter": jitter}))
+    return np.stack([env.reset(seed=s)[0]["base_pose_tool_reached"][:3] for s in seeds])
+
+
+def test_start_jitter_bounds_and_spreads_the_start_pose():
+    from envs.tabletop import START_JITTER, START_POSITION
+
+    centre, tol = np.asarray(START_POSITION), 0.01  # IK and the settling steps move the hand by millimetres
+    still = _start_positions(0.0)
+    assert np.abs(still - centre).max() < tol and np.ptp(still, axis=0).max() < 1e-3
+    default = _start_positions(None)
+    assert np.all(np.abs(default - centre) <= np.asarray(START_JITTER) + tol)
+    wide = np.asarray((0.15, 0.15, 0.06))
+    spread = _start_positions(tuple(wide))
+    assert np.all(np.abs(spread - centre) <= wide + tol)
+    assert np.ptp(spread[:, :2], axis=0).min() > 0.12  # 12 seeds cover most of the ±15 cm in x and y
+    assert np.ptp(default[:, :2], axis=0).max() < 0.06 + 2 * tol
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="render_mode"):
         envs.make("PickCan", render_mode="human")
@@ -207,3 +227,6 @@ def test_bad_constructor_arguments():
         envs.make("PickCan", image_size=(4, 4))
     with pytest.raises(ValueError, match="unknown task"):
         envs.make("FlyToTheMoon")
+    for jitter in (-0.01, 0.2, (0.1, float("nan"), 0.0)):
+        with pytest.raises(ValueError, match="start_jitter"):
+            envs.make("PickCan", start_jitter=jitter)

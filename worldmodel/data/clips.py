@@ -65,6 +65,10 @@ class ClipConfig:
             the tasks are balanced when they have equally many episodes (as ``worldmodel data sim`` writes).
         max_episodes: read only the first N episodes (None: all), e.g. for a learning curve over data size
             (``worldmodel data sim`` cycles through the tasks, so any prefix stays balanced).
+        random_shift: augmentation: shift every frame of a clip by the same random (dy, dx) of at most this
+            many pixels at model resolution, edges replicated (the random-shift / crop augmentation of DrQ and
+            Diffusion Policy); 0: off. Drawn from the clip's stream position, so batches stay reproducible
+            and a resumed run sees the same shifts.
     """
 
     context_frames: int = 1
@@ -81,6 +85,7 @@ class ClipConfig:
     state: bool = False
     clips_per_episode: int = 0
     max_episodes: int | None = None
+    random_shift: int = 0
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
@@ -89,7 +94,7 @@ class ClipConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"data.image_size must be [H, W] with H, W >= 8, got {list(self.image_size)}")
-        for name in ("instruction_tokens", "clips_per_episode"):
+        for name in ("instruction_tokens", "clips_per_episode", "random_shift"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_episodes is not None and self.max_episodes < 1:
@@ -124,6 +129,14 @@ def decode_frame(jpeg: bytes, size: tuple[int, int]) -> np.ndarray:
     if img.size != (w, h):
         img = img.resize((w, h), Image.BILINEAR)
     return np.asarray(img)
+
+
+def random_shift(frames: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift (T, H, W, C) frames by one random (dy, dx) in [-pad, pad]², replicating the edge pixels."""
+    h, w = frames.shape[1:3]
+    dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, size=2))
+    padded = np.pad(frames, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return padded[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
 
 
 def shard_range(num_episodes: int, shard: int, num_shards: int) -> tuple[int, int]:
@@ -265,6 +278,8 @@ class ClipDataset(IterableDataset):
         except (OSError, ValueError) as exc:  # PIL: truncated or non-JPEG bytes
             raise DatasetError(f"{self.path}: episode {ep['index']}, steps {start}-{start + k + f - 1}: "
                                f"undecodable image ({exc})") from exc
+        if cfg.random_shift:
+            frames = random_shift(frames, cfg.random_shift, np.random.default_rng([cfg.seed, *position]))
         # numpy, not torch: tiny elementwise torch ops in workers pay for thread-pool wake-ups
         frames_t = torch.from_numpy(np.ascontiguousarray(pixels_to_model(frames)))  # (K+F, 3, H, W)
         steps = np.arange(start + k, start + k + f)

@@ -16,6 +16,12 @@ def _all_tasks() -> list[str]:
     return list(TASK_CLASSES)
 
 
+def _start_jitter() -> list[float]:
+    from envs.tabletop import START_JITTER  # the env's default
+
+    return list(START_JITTER)
+
+
 @dataclass
 class DataConfig(ClipConfig):
     """Where the RLDS dataset is and how clips are cut and streamed (the ``data`` config group).
@@ -83,6 +89,8 @@ class SimDataConfig:
         seed: seed of episode 0.
         image_size: render resolution [H, W]; stored images are always 256x320 (upsampled if smaller).
         max_steps: optional cap on actions per episode (None: the task's step limit).
+        start_jitter: per-axis bound [x, y, z] (metres) of the uniform offset of the arm's start pose
+            (``envs.tabletop.START_JITTER`` by default; wider makes the pose say less about where the arm goes).
         policy: the rollout policy.
         workers: rollout processes (each loads MuJoCo and the sentence encoder once).
         start_method: multiprocessing start method for ``workers > 1``.
@@ -99,6 +107,7 @@ class SimDataConfig:
     seed: int = 0
     image_size: tuple[int, int] = (256, 320)
     max_steps: int | None = None
+    start_jitter: list[float] = field(default_factory=_start_jitter)
     policy: SimPolicyConfig = field(default_factory=SimPolicyConfig)
     workers: int = 1
     start_method: str = "spawn"

