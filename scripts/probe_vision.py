@@ -34,16 +34,19 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from worldmodel.evaluation.probes import localisation_error, vision_probe
+    from worldmodel.evaluation.probes import follow_slope, localisation_error, vision_probe
 
     if args.checkpoint:
         from worldmodel import WorldModel
 
         wm = WorldModel.from_checkpoint(args.checkpoint)
         print(f"| {args.task} seed {args.seed} | model dx, dy, dz | expert dx, dy, dz |\n|---|---|---|")
-        for row in vision_probe(wm, args.task, args.seed, args.object, use_state=not args.no_state):
+        rows = vision_probe(wm, args.task, args.seed, args.object, use_state=not args.no_state)
+        for row in rows:
             expert = "" if row.expert is None else ", ".join(f"{v:+.3f}" for v in row.expert)
             print(f"| {row.label} | {', '.join(f'{v:+.3f}' for v in row.model)} | {expert} |")
+        slope, r2 = follow_slope(rows)
+        print(f"follow slope {slope:+.2f} (R² {r2:.2f}): 1 = moves as the expert does over the grid, 0 = ignores it")
     if args.localisation:
         overrides = {}
         for kv in args.set:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +148,19 @@ def test_vision_probe_without_state_hides_it_from_the_model() -> None:
     vision_probe(wm, xs=(0.4,), ys=(-0.1,), n=1, steps=1, use_state=False)
     assert len(seen) == 4 and all("natural_language_instruction" in keys for keys in seen)
     assert not any(keys & {"base_pose_tool_reached", "gripper_closed"} for keys in seen)
+
+
+def test_follow_slope_reads_how_far_the_model_follows_the_expert() -> None:
+    from worldmodel.evaluation.probes import ProbeRow, follow_slope
+
+    rng = np.random.default_rng(0)
+    expert = rng.normal(0.0, 0.05, (9, 3))
+    frame = ProbeRow("real frame", np.ones(3))  # no expert: skipped
+    half = [frame] + [ProbeRow(f"g{i}", 0.5 * e + np.array([0.07, -0.03, 0.0]), e) for i, e in enumerate(expert)]
+    slope, r2 = follow_slope(half)
+    assert slope == pytest.approx(0.5) and r2 == pytest.approx(1.0)
+    flat = [ProbeRow(f"g{i}", np.array([0.07, -0.03, 0.0]) + 1e-4 * rng.normal(size=3), e)
+            for i, e in enumerate(expert)]
+    assert abs(follow_slope(flat)[0]) < 0.05
+    with pytest.raises(ValueError, match="two grid rows"):
+        follow_slope([frame, half[1]])

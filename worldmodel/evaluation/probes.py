@@ -6,7 +6,7 @@ action depend on where the can is?"):
 * :func:`vision_probe`: the mean first actions of a world model's ``policy`` verb from one env state, with the real
   camera frame, an all-black frame and uniform noise (a policy that looks changes its action), and with the task's
   object moved over a grid of table positions (a policy that localises follows it). Reported next to the scripted
-  expert's first actions from the same states.
+  expert's first actions from the same states; :func:`follow_slope` sums the grid up in one number.
 * :func:`localisation_error`: a synthetic check of the architecture alone: train an action-only model whose target
   action is where a square sits in its context frame; held-out MSE (chance 1/3).
 """
@@ -84,6 +84,27 @@ def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj
                                  np.sum(first, axis=0)))
     env.close()
     return rows
+
+
+def follow_slope(rows: list[ProbeRow]) -> tuple[float, float]:
+    """How far the model's first (x, y) motion follows the expert's over the object grid: (slope, R²).
+
+    The least-squares slope of the model's centred dx and dy on the expert's, pooled over both axes and every grid row
+    (rows without an expert, the frame rows, are skipped), and the share of the model's variance it explains. 1 means
+    the model moves as the expert does wherever the object is; 0 means its first action ignores where the object is.
+    """
+    grid = [r for r in rows if r.expert is not None]
+    if len(grid) < 2:
+        raise ValueError("follow_slope needs at least two grid rows with expert actions")
+    model = np.array([r.model[:2] for r in grid], dtype=float)
+    expert = np.array([r.expert[:2] for r in grid], dtype=float)
+    m, e = (model - model.mean(0)).ravel(), (expert - expert.mean(0)).ravel()
+    if not e.any():
+        raise ValueError("follow_slope: the expert's first actions are the same at every grid position")
+    slope = float(e @ m / (e @ e))
+    resid = m - slope * e
+    r2 = float(1 - resid @ resid / (m @ m)) if m.any() else 0.0
+    return slope, r2
 
 
 def localisation_error(preset: str = "tiny", steps: int = 100, batch: int = 16, lr: float = 1e-3, seed: int = 0,
