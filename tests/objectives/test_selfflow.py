@@ -178,3 +178,29 @@ def test_context_noise_lightly_noises_clean_tokens_for_student_and_teacher() -> 
     assert (ts >= 0.8).all() and (ts <= 1).all() and ts.std() > 0.02
     assert torch.equal(inp.t_teacher[clean], ts)
     assert (selfflow_inputs(batch, ObjectiveConfig(), _gen()).t_student[clean] == 1).all()
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "x"])
+def test_action_loss_x_weights_every_noise_level_alike(prediction: str) -> None:
+    model = build_model("tiny", prediction=prediction)
+    batch = _batch(model)
+    t, eps, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
+    perfect = (
+        batch.x if prediction == "x" else Tokens(batch.x.frames - eps.frames, batch.x.actions - eps.actions)
+    )
+    _, ga = batch.x.split(batch.generated)
+    b, i = ga.nonzero()[0].tolist()
+    worse = Tokens(perfect.frames, perfect.actions.clone())
+    gap = max(1 - float(t[b]), ObjectiveConfig().x_pred_min_gap)
+    # one generated action token off by 1 in clean-action units (a velocity model's v off by 1 / (1 - t))
+    worse.actions[b, i] += 1.0 if prediction == "x" else 1.0 / (1 - float(t[b]))
+    n = ga.sum().item()
+    x_cfg = ObjectiveConfig(action_loss="x")
+    got = flow_matching_loss(Oracle(model.cfg, worse), batch, x_cfg, _gen(7))
+    torch.testing.assert_close(got.flow_actions, torch.tensor(1.0 / n))  # whatever t the sample drew
+    v_got = flow_matching_loss(Oracle(model.cfg, worse), batch, ObjectiveConfig(), _gen(7))
+    expected = 1.0 / gap**2 if prediction == "x" else 1.0 / (1 - float(t[b])) ** 2
+    torch.testing.assert_close(v_got.flow_actions, torch.tensor(expected / n))
+    assert flow_matching_loss(Oracle(model.cfg, perfect), batch, x_cfg, _gen(7)).flow_actions < 1e-10
+    with pytest.raises(ValueError, match="action_loss"):
+        ObjectiveConfig(action_loss="l1")

@@ -8,6 +8,7 @@ from typing import Any
 from worldmodel.config_utils import from_mapping
 
 TIME_SAMPLERS = ("uniform", "logit_normal")
+ACTION_LOSSES = ("velocity", "x")
 
 
 def _default_verbs() -> dict[str, float]:
@@ -37,6 +38,11 @@ class ObjectiveConfig:
             generated tokens of that modality).
         x_pred_min_gap: when the model predicts x, velocity = (x_pred - x_t) / max(1 - t, gap) in training
             (JiT).
+        action_loss: what the action term measures: ``velocity`` (the velocity MSE, as the frames) or ``x`` (the
+            MSE of the predicted clean actions, i.e. the velocity MSE weighted by (1 - t)²). The velocity loss of an
+            x-predicting model weights a nearly clean sample up to 1 / gap² times more than a noisy one, yet only
+            the noisy ones teach the policy what the image says (near t = 1 the noisy action gives itself away);
+            ``x`` weights them evenly (docs/experiments.md, fourth session).
         verb_probs: probabilities of policy / dynamics / inverse for samples with actions.
         context_noise: clean (given) tokens get t ~ U[1 - context_noise, 1] per sample in training, the paper's
             light noising of conditioning frames; 0 keeps them exactly clean. Sampling always uses t = 1.
@@ -63,6 +69,7 @@ class ObjectiveConfig:
     ema_warmup: bool = True
     action_weight: float = 1.0
     x_pred_min_gap: float = 0.05
+    action_loss: str = "velocity"
     verb_probs: dict[str, float] = field(default_factory=_default_verbs)
     context_noise: float = 0.0
     language_dropout: float = 0.0
@@ -71,6 +78,8 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:
             raise ValueError(f"time_sampler must be one of {TIME_SAMPLERS}, got {self.time_sampler!r}")
+        if self.action_loss not in ACTION_LOSSES:
+            raise ValueError(f"action_loss must be one of {ACTION_LOSSES}, got {self.action_loss!r}")
         if self.time_std <= 0:
             raise ValueError(f"time_std must be > 0, got {self.time_std}")
         if self.time_shift <= 0:

@@ -163,9 +163,14 @@ def _flow_terms(
     flow_frames = _masked_mean((v_pred.frames.float() - v.frames).pow(2).mean(-1), gen_f)  # over (B, Nf)
     flow_actions = torch.zeros((), device=tau.device)
     if v.actions is not None:
-        flow_actions = _masked_mean(
-            (v_pred.actions.float() - v.actions).pow(2).mean(-1), gen_a
-        )  # over (B, Na)
+        if cfg.action_loss == "x":  # the clean actions' MSE: every noise level weighted alike
+            _, tau_a = batch.x.split(tau)
+            x_hat = (out.pred.actions if model.cfg.prediction == "x"
+                     else x_t.actions + (1 - tau_a[..., None]) * out.pred.actions)
+            err = x_hat.float() - batch.x.actions
+        else:
+            err = v_pred.actions.float() - v.actions
+        flow_actions = _masked_mean(err.pow(2).mean(-1), gen_a)  # over (B, Na)
     return flow_frames + cfg.action_weight * flow_actions, flow_frames, flow_actions, out.hidden
 
 
