@@ -136,15 +136,21 @@ class Oracle(torch.nn.Module):
         return DiTOutput(self.pred)
 
 
-@pytest.mark.parametrize("prediction", ["velocity", "x"])
-def test_flow_loss_covers_only_generated_tokens(prediction: str) -> None:
+def _perfect(prediction: str):
+    """A tiny model, a batch, its times (from ``_gen(7)``) and the perfect output on every token: x for
+    x-prediction, v = x - eps for velocity."""
     model = build_model("tiny", prediction=prediction)
     batch = _batch(model)
-    # perfect prediction on every token: x for x-prediction, v = x - eps for velocity
     t, eps, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
     perfect = (
         batch.x if prediction == "x" else Tokens(batch.x.frames - eps.frames, batch.x.actions - eps.actions)
     )
+    return model, batch, t, perfect
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "x"])
+def test_flow_loss_covers_only_generated_tokens(prediction: str) -> None:
+    model, batch, _, perfect = _perfect(prediction)
     loss = flow_matching_loss(Oracle(model.cfg, perfect), batch, ObjectiveConfig(), _gen(7))
     assert loss.flow < 1e-8
     # corrupt only clean tokens: loss unchanged
@@ -182,12 +188,7 @@ def test_context_noise_lightly_noises_clean_tokens_for_student_and_teacher() -> 
 
 @pytest.mark.parametrize("prediction", ["velocity", "x"])
 def test_action_loss_x_weights_every_noise_level_alike(prediction: str) -> None:
-    model = build_model("tiny", prediction=prediction)
-    batch = _batch(model)
-    t, eps, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
-    perfect = (
-        batch.x if prediction == "x" else Tokens(batch.x.frames - eps.frames, batch.x.actions - eps.actions)
-    )
+    model, batch, t, perfect = _perfect(prediction)
     _, ga = batch.x.split(batch.generated)
     b, i = ga.nonzero()[0].tolist()
     worse = Tokens(perfect.frames, perfect.actions.clone())
