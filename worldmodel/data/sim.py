@@ -126,9 +126,12 @@ def _check_config(cfg: Any) -> dict[str, Any]:
     max_steps = cfg.max_steps
     if max_steps is not None and int(max_steps) < 1:
         raise ValueError(f"max_steps must be >= 1 or null, got {max_steps}")
+    from envs.tabletop import MAX_START_JITTER  # the env's bound, checked here for a one-line config error
+
     jitter = [float(v) for v in cfg.start_jitter]
-    if len(jitter) != 3 or not all(0.0 <= v <= 0.15 for v in jitter):
-        raise ValueError(f"start_jitter must be [x, y, z] metres, each in [0, 0.15], got {list(cfg.start_jitter)}")
+    if len(jitter) != 3 or not all(0.0 <= v <= MAX_START_JITTER for v in jitter):
+        raise ValueError(f"start_jitter must be [x, y, z] metres, each in [0, {MAX_START_JITTER}], "
+                         f"got {list(cfg.start_jitter)}")
     c.update(tasks=tasks, policy=str(cfg.policy.name), noise=float(cfg.policy.noise), image_size=size,
              start_jitter=tuple(jitter),
              max_steps=None if max_steps is None else int(max_steps), num_shards=cfg.num_shards,
