@@ -21,7 +21,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", help="probe this model's policy verb")
     parser.add_argument("--task", default="PickCan")
     parser.add_argument("--object", default="coke_can")
-    parser.add_argument("--seed", type=int, default=10003)
+    parser.add_argument("--seed", type=int, nargs="+", default=[10003],
+                        help="episode seed(s) of the probe's layout; with several, also the mean follow slope")
     parser.add_argument("--no-state", action="store_true",
                         help="probe without the robot state (policy.use_state=false)")
     parser.add_argument("--localisation", metavar="PRESET", help="run the synthetic check on this model preset")
@@ -40,13 +41,20 @@ def main() -> int:
         from worldmodel import WorldModel
 
         wm = WorldModel.from_checkpoint(args.checkpoint)
-        print(f"| {args.task} seed {args.seed} | model dx, dy, dz | expert dx, dy, dz |\n|---|---|---|")
-        rows = vision_probe(wm, args.task, args.seed, args.object, use_state=not args.no_state)
-        for row in rows:
-            expert = "" if row.expert is None else ", ".join(f"{v:+.3f}" for v in row.expert)
-            print(f"| {row.label} | {', '.join(f'{v:+.3f}' for v in row.model)} | {expert} |")
-        slope, r2 = follow_slope(rows)
-        print(f"follow slope {slope:+.2f} (R² {r2:.2f}): 1 = moves as the expert does over the grid, 0 = ignores it")
+        slopes = []
+        for seed in args.seed:
+            print(f"| {args.task} seed {seed} | model dx, dy, dz | expert dx, dy, dz |\n|---|---|---|")
+            rows = vision_probe(wm, args.task, seed, args.object, use_state=not args.no_state)
+            for row in rows:
+                expert = "" if row.expert is None else ", ".join(f"{v:+.3f}" for v in row.expert)
+                print(f"| {row.label} | {', '.join(f'{v:+.3f}' for v in row.model)} | {expert} |")
+            slope, r2 = follow_slope(rows)
+            slopes.append(slope)
+            print(f"follow slope {slope:+.2f} (R² {r2:.2f}): 1 = moves as the expert does over the grid, 0 = ignores "
+                  "it\n")
+        if len(slopes) > 1:
+            print(f"mean follow slope over seeds {', '.join(map(str, args.seed))}: {sum(slopes) / len(slopes):+.2f} "
+                  f"(range {min(slopes):+.2f} … {max(slopes):+.2f})")
     if args.localisation:
         overrides = {}
         for kv in args.set:

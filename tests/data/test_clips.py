@@ -171,3 +171,24 @@ def test_random_shift_moves_every_frame_of_a_clip_alike_and_resumes(tiny_dataset
     assert all(torch.equal(x, y) for x, y in zip(a[5:], stream(2, head=5), strict=True))  # resumes the same
     with pytest.raises(ValueError, match="random_shift"):
         ClipConfig(K, F, random_shift=-1)
+
+
+def test_forked_workers_with_instruction_tokens_after_wandb_init(tiny_dataset, tmp_path):
+    """With wandb running (offline), a forked worker that imported transformers itself died with wandb's
+    ForkedError; the loader now loads the instruction encoder before the workers fork."""
+    import subprocess
+    import sys
+
+    script = f"""
+import wandb
+from worldmodel.data import ClipConfig, ClipDataset, ClipLoader, compute_action_stats, open_rlds
+run = wandb.init(mode="offline", dir={str(tmp_path)!r}, project="t")
+cfg = ClipConfig({K}, {F}, image_size=(16, 20), instruction_tokens=16)
+ds = ClipDataset({str(tiny_dataset)!r}, cfg, compute_action_stats(open_rlds({str(tiny_dataset)!r})))
+batch = next(iter(ClipLoader(ds, batch_size=2, num_workers=1)))
+print("instruction", tuple(batch["instruction"].shape))
+run.finish()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "instruction (2, 16, 384)" in done.stdout

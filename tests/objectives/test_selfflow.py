@@ -205,3 +205,28 @@ def test_action_loss_x_weights_every_noise_level_alike(prediction: str) -> None:
     assert flow_matching_loss(Oracle(model.cfg, perfect), batch, x_cfg, _gen(7)).flow_actions < 1e-10
     with pytest.raises(ValueError, match="action_loss"):
         ObjectiveConfig(action_loss="l1")
+
+
+def test_keypoint_head_term_is_the_clean_action_mse_of_the_keypoints_alone() -> None:
+    with pytest.raises(ValueError, match="keypoint_head needs keypoints"):
+        build_model("tiny", keypoint_head=True)
+    with pytest.raises(ValueError, match="keypoint_action_weight must be >= 0"):
+        ObjectiveConfig(keypoint_action_weight=-1.0)
+    torch.manual_seed(0)
+    model = build_model("tiny", keypoints=8, keypoint_head=True)
+    _perturb(model)
+    batch = _batch(model)
+    off, on = ObjectiveConfig(selfflow=False), ObjectiveConfig(selfflow=False, keypoint_action_weight=0.5)
+    base, out = flow_matching_loss(model, batch, off, _gen()), flow_matching_loss(model, batch, on, _gen())
+    assert float(base.keypoint_actions) == 0.0
+    with torch.no_grad():  # the head's own reading: keypoints of the clean context frames -> (B, F, A)
+        points = model(batch.x, torch.ones_like(batch.generated, dtype=torch.float32), batch.layout).points
+        expected = (model.keypoint_actions(points) - batch.x.actions).pow(2).mean()
+    assert out.keypoint_actions.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.total.item() == pytest.approx(base.total.item() + 0.5 * expected.item(), rel=1e-5)
+    model.zero_grad()
+    out.keypoint_actions.backward()  # it reads the image through the keypoint net only, never the transformer
+    assert model.keypoint_net.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.blocks.parameters())
+    with pytest.raises(ValueError, match="model.keypoint_head=true"):
+        flow_matching_loss(build_model("tiny", keypoints=8), batch, on, _gen())

@@ -333,6 +333,13 @@ class ClipLoader:
         return self.dataset.world_size * max(self.num_workers, 1)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.num_workers and self.dataset.config.instruction_tokens:
+            # Load the instruction encoder here, before the workers fork: they inherit it instead of each loading
+            # its own, and none imports transformers after the fork, which fails once wandb.init has hooked
+            # imports (wandb's ForkedError in the worker).
+            from worldmodel.language import _encoder
+
+            _encoder()
         iterator = iter(self.loader)  # workers copy the dataset (and its resume points) here
         self.dataset.set_resume({})
         while True:

@@ -51,6 +51,11 @@ class ModelConfig:
             find, e.g. the object to grasp, the classic visuomotor inductive bias (Levine et al. 2016, robomimic).
         keypoint_film: also feed the latest context frame's keypoints into every token's adaLN conditioning (as
             the instruction's FiLM path), not only as a token reached through attention. Needs ``keypoints``.
+        keypoint_head: a small MLP that reads the latest context frame's keypoints *alone* and predicts the
+            clean action chunk (F x A). Trained only as an auxiliary regression (``objective.keypoint_action_weight``)
+            and unused at sampling: it gives the keypoint net the direct, low-noise signal of behaviour cloning
+            from pixels, so the keypoints come to say where the object is before the denoiser learns to read
+            them (docs/experiments.md, fifth session). Needs ``keypoints``.
     """
 
     name: str = "custom"
@@ -77,6 +82,7 @@ class ModelConfig:
     frame_position: bool = False
     keypoints: int = 0
     keypoint_film: bool = False
+    keypoint_head: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -99,8 +105,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.instruction_dim < 1:
             raise ValueError(f"instruction_dim must be >= 1, got {self.instruction_dim}")
-        if self.keypoint_film and not self.keypoints:
-            raise ValueError("keypoint_film needs keypoints > 0")
+        for name in ("keypoint_film", "keypoint_head"):
+            if getattr(self, name) and not self.keypoints:
+                raise ValueError(f"{name} needs keypoints > 0")
         if self.frame_position and self.hidden % 4:
             raise ValueError(f"frame_position needs hidden divisible by 4, got {self.hidden}")
         if self.hidden % self.heads:

@@ -39,10 +39,12 @@ class DiTOutput:
         pred: network output per token (velocity or clean data, per ``ModelConfig.prediction``), or None
             when the heads were skipped.
         hidden: hidden states (B, N, D) after the requested numbers of blocks.
+        points: (B, K, 2P) keypoints of the context frames, or None (no keypoints in this network).
     """
 
     pred: Tokens | None
     hidden: dict[int, Tensor] = field(default_factory=dict)
+    points: Tensor | None = None
 
 
 def timestep_features(t: Tensor, dim: int = FREQ_DIM, max_period: float = 10_000.0) -> Tensor:
@@ -209,6 +211,9 @@ class VideoActionDiT(nn.Module):
             self.keypoint_embed = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.keypoint_film:  # the latest context frame's keypoints also shift every token's adaLN conditioning
             self.keypoint_cond = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
+        if cfg.keypoint_head:  # auxiliary: the latest frame's keypoints alone -> the clean action chunk
+            self.keypoint_head = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(),
+                                               nn.Linear(d, cfg.future_frames * cfg.action_dim))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(d, 2 * d)
@@ -336,13 +341,20 @@ class VideoActionDiT(nn.Module):
             if i + 1 in wanted:
                 hidden[i + 1] = h[:, n_prefix:]
         if not output_heads:
-            return DiTOutput(pred=None, hidden=hidden)
+            return DiTOutput(pred=None, hidden=hidden, points=points)
         shift, scale = self.final_ada(c_act)[index[:, n_prefix:]].chunk(2, dim=-1)  # (B, N, D) each
         h = modulate(self.final_norm(h[:, n_prefix:]), shift, scale)
         nf = layout.num_frame_tokens
         frames = self.frame_head(h[:, :nf])  # (B, Nf, P)
         actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
-        return DiTOutput(pred=Tokens(frames, actions), hidden=hidden)
+        return DiTOutput(pred=Tokens(frames, actions), hidden=hidden, points=points)
+
+    def keypoint_actions(self, points: Tensor) -> Tensor:
+        """The auxiliary ``keypoint_head``'s clean action chunk (B, F, A) from keypoints ``points`` (B, K, 2P)
+        (their latest frame only)."""
+        if not self.cfg.keypoint_head:
+            raise ValueError("this network has no keypoint_head (model.keypoint_head=false)")
+        return self.keypoint_head(points[:, -1]).view(points.shape[0], self.cfg.future_frames, self.cfg.action_dim)
 
     def _keypoints(self, frames: Tensor, layout: TokenLayout, dtype: torch.dtype) -> Tensor | None:
         """(B, K, 2P) spatial-softmax keypoints of the context frames in ``frames`` (B, Nf, P), or None (no

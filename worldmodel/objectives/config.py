@@ -43,6 +43,9 @@ class ObjectiveConfig:
             x-predicting model weights a nearly clean sample up to 1 / gap² times more than a noisy one, yet only
             the noisy ones teach the policy what the image says (near t = 1 the noisy action gives itself away);
             ``x`` weights them evenly (docs/experiments.md, fourth session).
+        keypoint_action_weight: weight of the auxiliary behaviour-cloning term: the MSE of the model's
+            ``keypoint_head`` (latest context frame's keypoints alone -> clean action chunk) on every sample with
+            actions. 0 = off; > 0 needs ``model.keypoint_head``.
         verb_probs: probabilities of policy / dynamics / inverse for samples with actions.
         context_noise: clean (given) tokens get t ~ U[1 - context_noise, 1] per sample in training, the paper's
             light noising of conditioning frames; 0 keeps them exactly clean. Sampling always uses t = 1.
@@ -70,6 +73,7 @@ class ObjectiveConfig:
     action_weight: float = 1.0
     x_pred_min_gap: float = 0.05
     action_loss: str = "velocity"
+    keypoint_action_weight: float = 0.0
     verb_probs: dict[str, float] = field(default_factory=_default_verbs)
     context_noise: float = 0.0
     language_dropout: float = 0.0
@@ -92,8 +96,9 @@ class ObjectiveConfig:
         for name in ("student_layer_frac", "teacher_layer_frac"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.gamma < 0 or self.action_weight < 0:
-            raise ValueError(f"gamma and action_weight must be >= 0, got {self.gamma}, {self.action_weight}")
+        for name in ("gamma", "action_weight", "keypoint_action_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.x_pred_min_gap < 1.0:
             raise ValueError(f"x_pred_min_gap must be in (0, 1), got {self.x_pred_min_gap}")
         object.__setattr__(self, "verb_probs", dict(self.verb_probs))

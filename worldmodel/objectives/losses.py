@@ -77,13 +77,14 @@ class LossOutput:
     """Loss terms (scalars). ``total`` is what to backpropagate; the rest are for logging.
 
     Attributes:
-        total: flow + gamma·rep.
+        total: flow + gamma·rep + keypoint_action_weight·keypoint_actions.
         flow: velocity MSE over generated tokens (frames + action_weight·actions).
         rep: Self-Flow representation loss, mean over generated tokens of 1 - cos (0 when off).
         cosine: mean cosine between projected student and teacher features (0 when off).
         masked_fraction: fraction of generated tokens that got the second time s (0 when off).
         flow_frames: velocity MSE over generated frame tokens.
         flow_actions: velocity MSE over generated action tokens (0 if none).
+        keypoint_actions: the auxiliary keypoint head's clean-action MSE over samples with actions (0 when off).
     """
 
     total: Tensor
@@ -93,6 +94,7 @@ class LossOutput:
     masked_fraction: Tensor
     flow_frames: Tensor
     flow_actions: Tensor
+    keypoint_actions: Tensor
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging."""
@@ -154,8 +156,8 @@ def _flow_terms(
     eps: Tokens,
     cfg: ObjectiveConfig,
     return_hidden: tuple[int, ...] = (),
-) -> tuple[Tensor, Tensor, Tensor, dict[int, Tensor]]:
-    """Run the model and return (flow, flow_frames, flow_actions, hidden)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[int, Tensor]]:
+    """Run the model and return (flow, flow_frames, flow_actions, keypoint_actions, hidden)."""
     out = model(x_t, tau, batch.layout, batch.lang, return_hidden=return_hidden)
     v_pred = as_velocity(out.pred, x_t, tau, model.cfg.prediction, cfg.x_pred_min_gap)
     v = velocity_target(batch.x, eps)
@@ -171,7 +173,20 @@ def _flow_terms(
         else:
             err = v_pred.actions.float() - v.actions
         flow_actions = _masked_mean(err.pow(2).mean(-1), gen_a)  # over (B, Na)
-    return flow_frames + cfg.action_weight * flow_actions, flow_frames, flow_actions, out.hidden
+    keypoint = _keypoint_term(model, batch, out.points, cfg)
+    return flow_frames + cfg.action_weight * flow_actions, flow_frames, flow_actions, keypoint, out.hidden
+
+
+def _keypoint_term(model: nn.Module, batch: FlowBatch, points: Tensor | None, cfg: ObjectiveConfig) -> Tensor:
+    """The auxiliary behaviour-cloning MSE of the model's keypoint head (0 when off or without actions)."""
+    if cfg.keypoint_action_weight == 0 or batch.x.actions is None:
+        return torch.zeros((), device=batch.generated.device)
+    if not model.cfg.keypoint_head or points is None:
+        raise ValueError("objective.keypoint_action_weight > 0 needs model.keypoint_head=true (and context frames)")
+    target = batch.x.actions.float()
+    if target.shape[1] != model.cfg.future_frames:
+        raise ValueError(f"keypoint_head predicts {model.cfg.future_frames} actions, the batch has {target.shape[1]}")
+    return (model.keypoint_actions(points).float() - target).pow(2).mean()
 
 
 def flow_matching_loss(
@@ -188,11 +203,10 @@ def flow_matching_loss(
     t, eps, clean = _draw_t_eps(batch, cfg, generator)
     tau = torch.where(batch.generated, t[:, None], clean[:, None])  # (B, N)
     x_t = interpolate(batch.x, eps, tau)
-    flow, ff, fa, _ = _flow_terms(model, batch, x_t, tau, eps, cfg)
+    flow, ff, fa, kp, _ = _flow_terms(model, batch, x_t, tau, eps, cfg)
     zero = torch.zeros((), device=flow.device)
-    return LossOutput(
-        total=flow, flow=flow, rep=zero, cosine=zero, masked_fraction=zero, flow_frames=ff, flow_actions=fa
-    )
+    return LossOutput(total=flow + cfg.keypoint_action_weight * kp, flow=flow, rep=zero, cosine=zero,
+                      masked_fraction=zero, flow_frames=ff, flow_actions=fa, keypoint_actions=kp)
 
 
 def selfflow_inputs(
@@ -245,7 +259,7 @@ def selfflow_loss(
     """
     inp = selfflow_inputs(batch, cfg, generator)
     k_student, k_teacher = cfg.layers(model.cfg.depth)
-    flow, ff, fa, hidden = _flow_terms(model, batch, inp.x_student, inp.t_student, inp.eps, cfg, (k_student,))
+    flow, ff, fa, kp, hidden = _flow_terms(model, batch, inp.x_student, inp.t_student, inp.eps, cfg, (k_student,))
     with torch.no_grad():
         target = teacher.features(
             inp.x_teacher, inp.t_teacher, batch.layout, batch.lang, k_teacher
@@ -253,13 +267,14 @@ def selfflow_loss(
     cos = F.cosine_similarity(projector(hidden[k_student]).float(), target.float(), dim=-1)  # (B, N)
     rep = _masked_mean(1 - cos, batch.generated)
     return LossOutput(
-        total=flow + cfg.gamma * rep,
+        total=flow + cfg.gamma * rep + cfg.keypoint_action_weight * kp,
         flow=flow,
         rep=rep,
         cosine=_masked_mean(cos.detach(), batch.generated),
         masked_fraction=_masked_mean(inp.masked.float(), batch.generated),
         flow_frames=ff,
         flow_actions=fa,
+        keypoint_actions=kp,
     )
 
 

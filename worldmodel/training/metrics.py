@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Flow-objective terms logged as ``loss/<term>`` (``total`` includes the weighted progress loss).
-TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions")
+TERMS = ("total", "flow", "rep", "cosine", "masked_fraction", "flow_frames", "flow_actions", "keypoint_actions")
 # Progress-head terms (fine-tuning, micro-batches with actions only) -> metrics keys.
 PROGRESS_TERMS = {"total": "loss/progress", "mse": "progress/mse", "mae": "progress/mae"}
 

@@ -26,7 +26,8 @@ CONDITION_PREFIXES = (*INSTRUCTION_PREFIXES, *STATE_PREFIXES)
 # Optional conditioning inputs (a ModelConfig field, 0 = off) and the layers each adds. Initialising from a
 # checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference).
 OPTIONAL_INPUTS = {"instruction_tokens": INSTRUCTION_PREFIXES, "state_dim": STATE_PREFIXES,
-                   "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",)}
+                   "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",),
+                   "keypoint_head": ("keypoint_head.",)}
 
 
 def untrained_prefixes(model: nn.Module) -> list[str]:
