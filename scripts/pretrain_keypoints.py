@@ -1,0 +1,152 @@
+"""Pretrain the keypoint net by behaviour cloning from pixels, and write an ``init=`` checkpoint that carries it.
+
+    python scripts/pretrain_keypoints.py --data outputs/j15/data_pm1k --init checkpoints/reference \
+        --out outputs/kpinit --steps 4000 [--batch 64 --lr 1e-3 --keypoints 32]
+
+The spatial-softmax keypoint net (``model.keypoints``) and the auxiliary ``keypoint_head`` are small, so a step of
+them alone costs a fraction of a DiT step: the script holds every clip of the dataset in memory (frames at the init
+model's resolution) and regresses the clean action chunk from the latest context frame's keypoints alone, the
+copycat probe's conv BC, at a batch and a number of steps that the DiT could not afford on a CPU. It prints the MSE on
+the last ``--heldout`` episodes as it goes, and, with ``--probe``, the head's follow slope on PickCan
+(``worldmodel.evaluation.probes``; 1 = its first action moves as the expert's over the can grid, 0 = ignores it).
+
+The output is a copy of ``--init`` whose EMA and student weights also hold ``keypoint_net.*`` and
+``keypoint_head.*`` (manifest rewritten, written to a temporary folder and renamed): fine-tune from it with
+``init=OUT model.keypoints=P model.keypoint_head=true`` (the keypoint token and FiLM layers start fresh, as for
+any optional input an init checkpoint lacks). docs/experiments.md, fifth session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+KEYPOINT_PREFIXES = ("keypoint_net.", "keypoint_head.")
+WEIGHTS = ("ema.safetensors", "model.safetensors")
+
+
+class HeadPolicy:
+    """The keypoint head as a ``propose``-able policy, for :func:`worldmodel.evaluation.probes.vision_probe`."""
+
+    def __init__(self, world_model, model) -> None:
+        self.wm, self.model = world_model, model
+
+    def propose(self, frames, language, n: int = 1, steps: int = 1, generator=None):
+        import numpy as np
+        import torch
+
+        ctx = self.wm.context(np.asarray(frames))  # (1, K, 3, h, w)
+        with torch.no_grad():
+            points = self.model.keypoint_net(ctx.flatten(0, 1)).view(1, ctx.shape[1], -1)
+            actions = self.wm.unnormalize(self.model.keypoint_actions(points)).numpy()
+        return argparse.Namespace(actions=np.repeat(actions, n, 0))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="RLDS dataset folder (as data.dir)")
+    parser.add_argument("--init", default="checkpoints/reference", help="checkpoint to extend")
+    parser.add_argument("--out", required=True, help="new checkpoint folder (must not exist)")
+    parser.add_argument("--keypoints", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--heldout", type=int, default=100, help="last N episodes kept out of training")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=500)
+    parser.add_argument("--probe", action="store_true", help="print the head's PickCan follow slope at the end")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if out.exists():
+        parser.error(f"--out {out} exists; give a new folder")
+    for name in ("keypoints", "steps", "batch", "heldout"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from worldmodel import WorldModel
+    from worldmodel.data import ClipConfig, ClipDataset, compute_action_stats, open_rlds
+    from worldmodel.integrity import read_json, write_manifest
+    from worldmodel.io import META, resolve_checkpoint
+    from worldmodel.models import build_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    try:
+        init = resolve_checkpoint(args.init)
+        wm = WorldModel.from_checkpoint(init)
+        dataset = open_rlds(args.data)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cfg = replace(wm.cfg, keypoints=args.keypoints, keypoint_head=True)
+    model = build_model(cfg)
+    wm.stats = compute_action_stats(dataset)  # as the fine-tuning run computes them from the same data
+    t0 = time.time()
+    clips = ClipDataset(args.data, ClipConfig(cfg.context_frames, cfg.future_frames,
+                                              image_size=(cfg.frame_height, cfg.frame_width), shuffle=False, epochs=1),
+                        wm.stats)
+    frames, actions, episodes = [], [], []
+    for clip in clips:
+        frames.append(clip["frames"][:cfg.context_frames])
+        actions.append(clip["actions"])
+        episodes.append(int(clip["clip_id"][0]))
+    frames, actions, episodes = torch.stack(frames), torch.stack(actions), np.asarray(episodes)
+    held = episodes > np.unique(episodes)[-args.heldout - 1] if len(np.unique(episodes)) > args.heldout else \
+        np.zeros(len(episodes), dtype=bool)
+    train, test = np.where(~held)[0], np.where(held)[0]
+    print(f"{len(frames)} clips of {len(np.unique(episodes))} episodes in memory ({time.time() - t0:.0f} s); "
+          f"{len(test)} held out", flush=True)
+
+    def predict(rows: np.ndarray) -> torch.Tensor:
+        ctx = frames[rows]  # (B, K, 3, h, w)
+        points = model.keypoint_net(ctx.flatten(0, 1)).view(len(rows), cfg.context_frames, -1)
+        return model.keypoint_actions(points)
+
+    params = [*model.keypoint_net.parameters(), *model.keypoint_head.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    for step in range(1, args.steps + 1):
+        rows = rng.choice(train, args.batch)
+        loss = (predict(rows) - actions[rows]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % args.log_every == 0 or step == args.steps:
+            with torch.no_grad():
+                val = (predict(test) - actions[test]).pow(2).mean().item() if len(test) else float("nan")
+            print(f"step {step}: train MSE {loss.item():.3f}, held-out MSE {val:.3f} ({time.time() - t0:.0f} s)",
+                  flush=True)
+    model.eval()
+    if args.probe:
+        from worldmodel.evaluation.probes import follow_slope, vision_probe
+
+        slopes = [follow_slope(vision_probe(HeadPolicy(wm, model), "PickCan", seed, n=1))[0]
+                  for seed in (10003, 10004, 10005, 10006)]
+        print("keypoint head follow slope, PickCan seeds 10003-10006: "
+              + " / ".join(f"{s:+.2f}" for s in slopes), flush=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(KEYPOINT_PREFIXES)}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.copytree(init, tmp)
+    for name in WEIGHTS:
+        weights = load_file(tmp / name)
+        weights.update(tensors)
+        save_file(weights, tmp / name)
+    write_manifest(tmp, read_json(tmp / META).get("step"))
+    tmp.rename(out)
+    print(f"wrote {out}: {args.init} + {len(tensors)} keypoint tensors; fine-tune with init={out} "
+          f"model.keypoints={args.keypoints} model.keypoint_head=true")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

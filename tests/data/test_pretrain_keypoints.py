@@ -1,0 +1,47 @@
+"""scripts/pretrain_keypoints.py: the keypoint net pretrained by regression, handed on as an ``init=`` checkpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from worldmodel.models import Projector, build_model
+from worldmodel.training.state import init_from_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "pretrain_keypoints.py"
+REFERENCE = ROOT / "checkpoints" / "reference"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_pretrained_keypoints_reach_a_fine_tuning_run(tiny_dataset, tmp_path):
+    out = tmp_path / "kpinit"
+    done = _run("--data", str(tiny_dataset), "--init", str(REFERENCE), "--out", str(out), "--keypoints", "8",
+                "--steps", "3", "--batch", "4", "--heldout", "2", "--log-every", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "step 3: train MSE" in done.stdout and "held-out MSE" in done.stdout
+    ref, new = load_file(REFERENCE / "ema.safetensors"), load_file(out / "ema.safetensors")
+    assert all(torch.equal(new[k], v) for k, v in ref.items())  # the init's own weights are untouched
+    added = sorted(set(new) - set(ref))
+    assert added and all(k.startswith(("keypoint_net.", "keypoint_head.")) for k in added)
+    # a fine-tuning run with keypoints + head starts from these weights; only the token / FiLM layers are fresh
+    model = build_model("demo", keypoints=8, keypoint_head=True, keypoint_film=True, instruction_tokens=16,
+                        state_dim=8, frame_position=True)
+    report = init_from_checkpoint(model, Projector(model.cfg.hidden), out)
+    assert not any(k.startswith(("keypoint_net.", "keypoint_head.")) for k in report["fresh"])
+    assert any(k.startswith("keypoint_cond.") for k in report["fresh"])
+    torch.testing.assert_close(model.state_dict()["keypoint_net.net.0.weight"], new["keypoint_net.net.0.weight"])
+
+
+def test_existing_output_is_refused(tiny_dataset, tmp_path):
+    done = _run("--data", str(tiny_dataset), "--out", str(tmp_path))
+    assert done.returncode == 2 and "exists" in done.stderr
+    done = _run("--data", str(tmp_path / "none"), "--out", str(tmp_path / "new"))
+    assert done.returncode == 2 and "none" in done.stderr and not (tmp_path / "new").exists()
