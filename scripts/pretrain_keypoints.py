@@ -100,10 +100,10 @@ def main() -> int:
         actions.append(clip["actions"])
         episodes.append(int(clip["clip_id"][0]))
     frames, actions, episodes = torch.stack(frames), torch.stack(actions), np.asarray(episodes)
-    held = episodes > np.unique(episodes)[-args.heldout - 1] if len(np.unique(episodes)) > args.heldout else \
-        np.zeros(len(episodes), dtype=bool)
+    ids = np.unique(episodes)  # the last --heldout episodes are kept out (none when there are no more than that)
+    held = np.isin(episodes, ids[-args.heldout:]) if len(ids) > args.heldout else np.zeros(len(episodes), bool)
     train, test = np.where(~held)[0], np.where(held)[0]
-    print(f"{len(frames)} clips of {len(np.unique(episodes))} episodes in memory ({time.time() - t0:.0f} s); "
+    print(f"{len(frames)} clips of {len(ids)} episodes in memory ({time.time() - t0:.0f} s); "
           f"{len(test)} held out", flush=True)
 
     def predict(rows: np.ndarray) -> torch.Tensor:

@@ -114,3 +114,12 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoints(common, tmp_path, monk
     assert [c.name for c in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000004"]
     assert load_checkpoint(tmp_path).step == 4
     assert max(losses(tmp_path)) == 5
+
+
+def test_keypoint_weight_without_a_keypoint_head_is_refused_before_training(common, tmp_path, capsys) -> None:
+    run = tmp_path / "kpw"
+    rc = run_cli("finetune", "rt1", *common, "model.keypoints=4", "objective.keypoint_action_weight=1",
+                 f"run_dir={run}")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "model.keypoint_head=true" in err
+    assert not (run / "checkpoints").exists()  # nothing trained or half-written

@@ -184,6 +184,8 @@ class Trainer:
         if not self.model_cfg.future_frame_tokens and (self.p_video > 0 or self.verbs.verbs != ["policy"]):
             raise ValueError("model.future_frame_tokens=false (an action-only model) trains the policy verb only: "
                              "set objective.verb_probs.policy=1 and dynamics, inverse and video to 0")
+        if self.objective.keypoint_action_weight > 0 and not self.model_cfg.keypoint_head:
+            raise ValueError("objective.keypoint_action_weight > 0 needs model.keypoint_head=true")
         if not self.clip_cfg.video_only:  # the model decides which conditioning the clips carry
             self.clip_cfg = replace(self.clip_cfg, instruction_tokens=self.model_cfg.instruction_tokens,
                                     state=self.model_cfg.state_dim > 0)
