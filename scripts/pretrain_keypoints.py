@@ -1,7 +1,7 @@
 """Pretrain the keypoint net by behaviour cloning from pixels, and write an ``init=`` checkpoint that carries it.
 
     python scripts/pretrain_keypoints.py --data outputs/j15/data_pm1k --init checkpoints/reference \
-        --out outputs/kpinit --steps 4000 [--batch 64 --lr 1e-3 --keypoints 32]
+        --out outputs/kpinit --steps 4000 [--batch 64 --lr 1e-3 --keypoints 32 --language]
 
 The spatial-softmax keypoint net (``model.keypoints``) and the auxiliary ``keypoint_head`` are small, so a step of
 them alone costs a fraction of a DiT step: the script holds every clip of the dataset in memory (frames at the init
@@ -9,11 +9,14 @@ model's resolution) and regresses the clean action chunk from the latest context
 copycat probe's conv BC, at a batch and a number of steps that the DiT could not afford on a CPU. It prints the MSE on
 the last ``--heldout`` episodes as it goes, and, with ``--probe``, the head's follow slope on PickCan
 (``worldmodel.evaluation.probes``; 1 = its first action moves as the expert's over the can grid, 0 = ignores it).
+With ``--language`` the instruction steers the keypoint net and head (``model.keypoint_language``; the init's
+instruction tokens, when it has them, are fed too), so that one keypoint net can serve tasks on different objects.
 
 The output is a copy of ``--init`` whose EMA and student weights also hold ``keypoint_net.*`` and
 ``keypoint_head.*`` (manifest rewritten, written to a temporary folder and renamed): fine-tune from it with
-``init=OUT model.keypoints=P model.keypoint_head=true`` (the keypoint token and FiLM layers start fresh, as for
-any optional input an init checkpoint lacks). docs/experiments.md, fifth session.
+``init=OUT model.keypoints=P model.keypoint_head=true [model.keypoint_language=true]`` (the keypoint token and
+FiLM layers start fresh, as for any optional input an init checkpoint lacks). docs/experiments.md, fifth and
+sixth sessions.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-KEYPOINT_PREFIXES = ("keypoint_net.", "keypoint_head.")
+KEYPOINT_PREFIXES = ("keypoint_net.", "keypoint_head.", "keypoint_task.", "keypoint_head_task.")
 WEIGHTS = ("ema.safetensors", "model.safetensors")
 
 
@@ -41,9 +44,10 @@ class HeadPolicy:
         import torch
 
         ctx = self.wm.context(np.asarray(frames))  # (1, K, 3, h, w)
+        cond = self.wm.embed_language(language, 1)
         with torch.no_grad():
-            points = self.model.keypoint_net(ctx.flatten(0, 1)).view(1, ctx.shape[1], -1)
-            actions = self.wm.unnormalize(self.model.keypoint_actions(points)).numpy()
+            points = self.model.keypoints(ctx, cond)
+            actions = self.wm.unnormalize(self.model.keypoint_actions(points, cond)).numpy()
         return argparse.Namespace(actions=np.repeat(actions, n, 0))
 
 
@@ -60,6 +64,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=500)
     parser.add_argument("--probe", action="store_true", help="print the head's PickCan follow slope at the end")
+    parser.add_argument("--language", action="store_true",
+                        help="the instruction steers the keypoint net and head (model.keypoint_language)")
     args = parser.parse_args()
     out = Path(args.out)
     if out.exists():
@@ -76,7 +82,7 @@ def main() -> int:
     from worldmodel.data import ClipConfig, ClipDataset, compute_action_stats, open_rlds
     from worldmodel.integrity import read_json, write_manifest
     from worldmodel.io import META, resolve_checkpoint
-    from worldmodel.models import build_model
+    from worldmodel.models import Condition, build_model
 
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -87,18 +93,20 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cfg = replace(wm.cfg, keypoints=args.keypoints, keypoint_head=True)
+    cfg = replace(wm.cfg, keypoints=args.keypoints, keypoint_head=True, keypoint_language=args.language)
     model = build_model(cfg)
     wm.stats = compute_action_stats(dataset)  # as the fine-tuning run computes them from the same data
     t0 = time.time()
+    tokens = cfg.instruction_tokens if args.language else 0
     clips = ClipDataset(args.data, ClipConfig(cfg.context_frames, cfg.future_frames,
-                                              image_size=(cfg.frame_height, cfg.frame_width), shuffle=False, epochs=1),
-                        wm.stats)
-    frames, actions, episodes = [], [], []
+                                              image_size=(cfg.frame_height, cfg.frame_width), shuffle=False, epochs=1,
+                                              instruction_tokens=tokens), wm.stats)
+    frames, actions, episodes, language = [], [], [], {}
     for clip in clips:
         frames.append(clip["frames"][:cfg.context_frames])
         actions.append(clip["actions"])
         episodes.append(int(clip["clip_id"][0]))
+        language.setdefault(episodes[-1], (clip["language"], clip.get("instruction")))
     frames, actions, episodes = torch.stack(frames), torch.stack(actions), np.asarray(episodes)
     ids = np.unique(episodes)  # the last --heldout episodes are kept out (none when there are no more than that)
     held = np.isin(episodes, ids[-args.heldout:]) if len(ids) > args.heldout else np.zeros(len(episodes), bool)
@@ -106,12 +114,18 @@ def main() -> int:
     print(f"{len(frames)} clips of {len(ids)} episodes in memory ({time.time() - t0:.0f} s); "
           f"{len(test)} held out", flush=True)
 
-    def predict(rows: np.ndarray) -> torch.Tensor:
-        ctx = frames[rows]  # (B, K, 3, h, w)
-        points = model.keypoint_net(ctx.flatten(0, 1)).view(len(rows), cfg.context_frames, -1)
-        return model.keypoint_actions(points)
+    ids_of = {e: i for i, e in enumerate(ids)}  # one sentence / instruction per episode, indexed per clip
+    sentences = torch.stack([language[e][0] for e in ids])
+    instructions = torch.stack([language[e][1] for e in ids]) if tokens else None
+    clip_episode = torch.as_tensor([ids_of[e] for e in episodes])
 
-    params = [*model.keypoint_net.parameters(), *model.keypoint_head.parameters()]
+    def predict(rows: np.ndarray) -> torch.Tensor:
+        ep = clip_episode[rows]
+        cond = Condition(sentences[ep], None if instructions is None else instructions[ep])
+        points = model.keypoints(frames[rows], cond)  # (B, K, 2P)
+        return model.keypoint_actions(points, cond)
+
+    params = [p for name, p in model.named_parameters() if name.startswith(KEYPOINT_PREFIXES)]
     opt = torch.optim.AdamW(params, lr=args.lr)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()

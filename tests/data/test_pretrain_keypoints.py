@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,21 +22,24 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def test_pretrained_keypoints_reach_a_fine_tuning_run(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("language", [False, True])
+def test_pretrained_keypoints_reach_a_fine_tuning_run(tiny_dataset, tmp_path, language):
     out = tmp_path / "kpinit"
     done = _run("--data", str(tiny_dataset), "--init", str(REFERENCE), "--out", str(out), "--keypoints", "8",
-                "--steps", "3", "--batch", "4", "--heldout", "2", "--log-every", "1")
+                "--steps", "3", "--batch", "4", "--heldout", "2", "--log-every", "1", *(["--language"] * language))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "step 3: train MSE" in done.stdout and "held-out MSE" in done.stdout
     ref, new = load_file(REFERENCE / "ema.safetensors"), load_file(out / "ema.safetensors")
     assert all(torch.equal(new[k], v) for k, v in ref.items())  # the init's own weights are untouched
     added = sorted(set(new) - set(ref))
-    assert added and all(k.startswith(("keypoint_net.", "keypoint_head.")) for k in added)
+    kept = ("keypoint_net.", "keypoint_head.", *(("keypoint_task.", "keypoint_head_task.") if language else ()))
+    assert added and all(k.startswith(kept) for k in added)
+    assert any(k.startswith("keypoint_task.instruction.") for k in added) == language  # the init has instruction tokens
     # a fine-tuning run with keypoints + head starts from these weights; only the token / FiLM layers are fresh
     model = build_model("demo", keypoints=8, keypoint_head=True, keypoint_film=True, instruction_tokens=16,
-                        state_dim=8, frame_position=True)
+                        state_dim=8, frame_position=True, keypoint_language=language)
     report = init_from_checkpoint(model, Projector(model.cfg.hidden), out)
-    assert not any(k.startswith(("keypoint_net.", "keypoint_head.")) for k in report["fresh"])
+    assert not any(k.startswith(kept) for k in report["fresh"])
     assert any(k.startswith("keypoint_cond.") for k in report["fresh"])
     torch.testing.assert_close(model.state_dict()["keypoint_net.net.0.weight"], new["keypoint_net.net.0.weight"])
 

@@ -78,7 +78,7 @@ def test_keypoint_tokens_read_the_context_frames_only() -> None:
 
     def tokens(f: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            points = model._keypoints(f, layout, h.dtype)
+            points = model._keypoints(f, layout, h.dtype, Condition())
             prefix, pos, _ = model._prefix(Condition(None, None, None), layout, h, points)
         assert prefix.shape == (1, cfg.context_frames, cfg.hidden) and pos.shape == (cfg.context_frames, 3)
         return prefix
@@ -120,6 +120,78 @@ def test_keypoint_film_conditions_every_token_on_the_keypoints() -> None:
     with torch.no_grad():
         model.keypoint_cond[2].bias.add_(1.0)
         assert not torch.allclose(model(x, t, layout).pred.actions, out)
+
+
+def test_keypoint_language_starts_as_identity_and_reaches_the_keypoints_in_forward() -> None:
+    from worldmodel.models import Condition
+
+    with pytest.raises(ValueError, match="keypoint_language needs keypoints"):
+        build_model("tiny", keypoint_language=True)
+    torch.manual_seed(0)
+    plain = build_model("tiny", keypoints=8, keypoint_head=True).eval()
+    torch.manual_seed(0)
+    model = build_model("tiny", keypoints=8, keypoint_head=True, keypoint_language=True).eval()
+    assert model.load_state_dict(plain.state_dict(), strict=False).unexpected_keys == []
+    cfg = model.cfg
+    layout = TokenLayout(cfg.context_frames, cfg.future_frames, cfg.grid)
+    g = torch.Generator().manual_seed(1)
+    x = Tokens(torch.randn(1, layout.num_frame_tokens, cfg.patch_dim, generator=g),
+               torch.randn(1, layout.num_action_tokens, cfg.action_dim, generator=g))
+    t = torch.ones(1, layout.num_tokens)
+    a, b = (Condition(torch.randn(1, cfg.lang_dim, generator=g)) for _ in range(2))
+    with torch.no_grad():  # zero-initialised FiLM: a plain network's keypoints and head, whatever the instruction
+        assert torch.allclose(model(x, t, layout, a).points, plain(x, t, layout, a).points)
+        points = model(x, t, layout, a).points
+        assert torch.allclose(model.keypoint_actions(points, a), plain.keypoint_actions(points))
+        for p in (model.keypoint_net.film.weight, model.keypoint_head_task.weight):
+            p.normal_(0.0, 0.5)
+        assert not torch.allclose(model(x, t, layout, a).points, model(x, t, layout, b).points, atol=1e-4)
+        assert not torch.allclose(model.keypoint_actions(points, a), model.keypoint_actions(points, b), atol=1e-4)
+
+
+def _two_spot_bc(language: bool, steps: int = 120) -> float:
+    """Train the keypoint net + head to output the (x, y) of the spot the instruction names (red or green, both in
+    every frame at random places); return the held-out MSE of that first action's (x, y)."""
+    from worldmodel.models import Condition
+
+    torch.manual_seed(0)
+    model = build_model("tiny", keypoints=4, keypoint_head=True, keypoint_language=language)
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    words = torch.randn(2, cfg.lang_dim, generator=g)
+
+    def batch(n: int):
+        frames = -torch.ones(n, cfg.context_frames, 3, cfg.frame_height, cfg.frame_width)
+        spots = torch.stack([torch.randint(1, cfg.frame_height - 2, (n, 2), generator=g),
+                             torch.randint(1, cfg.frame_width - 2, (n, 2), generator=g)], -1)  # (n, colour, (r, c))
+        for i in range(n):
+            for colour in range(2):
+                r, c = spots[i, colour].tolist()
+                frames[i, :, colour, r - 1:r + 2, c - 1:c + 2] = 1.0
+        named = torch.randint(0, 2, (n,), generator=g)
+        where = spots[torch.arange(n), named].float()
+        target = torch.stack([where[:, 1] / (cfg.frame_width - 1), where[:, 0] / (cfg.frame_height - 1)], -1) * 2 - 1
+        return frames, Condition(words[named]), target
+
+    params = [p for n, p in model.named_parameters() if n.startswith(("keypoint_net", "keypoint_head", "keypoint_task"))]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    for _ in range(steps):
+        frames, cond, target = batch(32)
+        pred = model.keypoint_actions(model.keypoints(frames, cond), cond)[:, 0, :2]
+        loss = (pred - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    frames, cond, target = batch(256)
+    with torch.no_grad():
+        pred = model.keypoint_actions(model.keypoints(frames, cond), cond)[:, 0, :2]
+    return (pred - target).pow(2).mean().item()
+
+
+def test_keypoint_language_lets_the_keypoints_follow_the_named_object() -> None:
+    # a keypoint net that reads no language can only average the two spots (docs/experiments.md, sixth session)
+    with_language, without = _two_spot_bc(True), _two_spot_bc(False)
+    assert with_language < 0.1 * without, (with_language, without)  # measured: 0.0003 vs 0.17
 
 
 def test_vision_probe_reports_frames_and_object_positions() -> None:

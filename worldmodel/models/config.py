@@ -56,6 +56,10 @@ class ModelConfig:
             and unused at sampling: it gives the keypoint net the direct, low-noise signal of behaviour cloning
             from pixels, so the keypoints come to say where the object is before the denoiser learns to read
             them (docs/experiments.md, fifth session). Needs ``keypoints``.
+        keypoint_language: the instruction (sentence embedding, and the instruction tokens when there are any)
+            FiLMs the keypoint net's features before its heat maps and shifts the keypoint head's hidden layer, so
+            the keypoints can follow the object or drawer the instruction names rather than the one most tasks
+            reward (docs/experiments.md, sixth session). Needs ``keypoints``.
     """
 
     name: str = "custom"
@@ -83,6 +87,7 @@ class ModelConfig:
     keypoints: int = 0
     keypoint_film: bool = False
     keypoint_head: bool = False
+    keypoint_language: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -105,7 +110,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.instruction_dim < 1:
             raise ValueError(f"instruction_dim must be >= 1, got {self.instruction_dim}")
-        for name in ("keypoint_film", "keypoint_head"):
+        for name in ("keypoint_film", "keypoint_head", "keypoint_language"):
             if getattr(self, name) and not self.keypoints:
                 raise ValueError(f"{name} needs keypoints > 0")
         if self.frame_position and self.hidden % 4:

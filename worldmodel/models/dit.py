@@ -29,6 +29,7 @@ from worldmodel.models.layout import TokenLayout, Tokens, unpatchify
 
 FREQ_DIM = 256  # sinusoidal timestep features, as DiT
 FILM_DIM = 32  # per-slot width of the instruction's FiLM path (L x FILM_DIM flattened into the conditioning)
+TASK_DIM = 128  # width of the keypoint net's own task vector (``keypoint_language``)
 
 
 @dataclass
@@ -69,17 +70,27 @@ def grid_position_features(rows: Tensor, cols: Tensor, dim: int, max_period: flo
 
 class SpatialSoftmaxKeypoints(nn.Module):
     """Frames (B, C, H, W) in [-1, 1] -> (B, 2P) keypoints: a small conv net's P heat maps (at half resolution),
-    each reduced to the softmax-weighted mean of its (x, y) pixel coordinates in [-1, 1]."""
+    each reduced to the softmax-weighted mean of its (x, y) pixel coordinates in [-1, 1].
 
-    def __init__(self, channels: int, keypoints: int, width: int = 32) -> None:
+    With ``task_dim`` > 0 a task vector (B, task_dim) FiLMs the features before the heat maps (scale and shift
+    per channel, zero-initialised: identity at first), so the instruction can choose which objects the maps find.
+    """
+
+    def __init__(self, channels: int, keypoints: int, width: int = 32, task_dim: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 5, stride=2, padding=2), nn.GroupNorm(8, width), nn.SiLU(),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
             nn.Conv2d(2 * width, keypoints, 1))
+        self.film = nn.Linear(task_dim, 4 * width) if task_dim else None
 
-    def forward(self, frames: Tensor) -> Tensor:
-        maps = self.net(frames)  # (B, P, h, w)
+    def forward(self, frames: Tensor, task: Tensor | None = None) -> Tensor:
+        if self.film is not None and task is not None:
+            h = self.net[:5](frames)  # up to the second GroupNorm
+            scale, shift = self.film(task.to(h.dtype))[..., None, None].chunk(2, dim=1)
+            maps = self.net[5:](h * (1 + scale) + shift)  # (B, P, h, w)
+        else:
+            maps = self.net(frames)
         b, p, h, w = maps.shape
         attn = torch.softmax(maps.flatten(2).float(), dim=-1).view(b, p, h, w)
         ys = torch.linspace(-1.0, 1.0, h, device=maps.device)
@@ -87,6 +98,33 @@ class SpatialSoftmaxKeypoints(nn.Module):
         x = (attn.sum(2) * xs).sum(-1)  # (B, P)
         y = (attn.sum(3) * ys).sum(-1)
         return torch.cat([x, y], dim=-1).to(frames.dtype)  # (B, 2P)
+
+
+class KeypointTask(nn.Module):
+    """A :class:`Condition` -> (B, TASK_DIM) task vector for the keypoint net and head (``keypoint_language``):
+    the sentence embedding plus, when the network has instruction tokens, every slot squeezed to FILM_DIM and the
+    padded sequence flattened (word order kept). Missing parts count as zeros, as dropped language does."""
+
+    def __init__(self, lang_dim: int, instruction_tokens: int, instruction_dim: int) -> None:
+        super().__init__()
+        self.lang_dim, self.tokens, self.dim = lang_dim, instruction_tokens, instruction_dim
+        self.lang = nn.Linear(lang_dim, TASK_DIM)
+        if instruction_tokens:
+            self.slot = nn.Sequential(nn.LayerNorm(instruction_dim), nn.Linear(instruction_dim, FILM_DIM))
+            self.instruction = nn.Linear(instruction_tokens * FILM_DIM, TASK_DIM)
+
+    def forward(self, cond: Condition, batch: int, device: torch.device) -> Tensor:
+        dtype = self.lang.weight.dtype
+        lang = cond.lang if cond.lang is not None else torch.zeros(batch, self.lang_dim, device=device)
+        h = self.lang(lang.to(dtype))
+        if self.tokens:
+            instr = cond.instruction
+            if instr is None:
+                instr = torch.zeros(batch, self.tokens, self.dim, device=device)
+            instr = instr.to(dtype)
+            slots = self.slot(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
+            h = h + self.instruction(slots.flatten(1))
+        return F.silu(h)
 
 
 def rope_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -207,13 +245,18 @@ class VideoActionDiT(nn.Module):
         if cfg.state_dim:
             self.state_embed = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.keypoints:
-            self.keypoint_net = SpatialSoftmaxKeypoints(cfg.channels, cfg.keypoints)
+            self.keypoint_net = SpatialSoftmaxKeypoints(cfg.channels, cfg.keypoints,
+                                                        task_dim=TASK_DIM if cfg.keypoint_language else 0)
             self.keypoint_embed = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.keypoint_film:  # the latest context frame's keypoints also shift every token's adaLN conditioning
             self.keypoint_cond = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.keypoint_head:  # auxiliary: the latest frame's keypoints alone -> the clean action chunk
             self.keypoint_head = nn.Sequential(nn.Linear(2 * cfg.keypoints, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU(),
                                                nn.Linear(d, cfg.future_frames * cfg.action_dim))
+        if cfg.keypoint_language:  # the instruction steers the keypoint net (FiLM) and shifts the head's hidden layer
+            self.keypoint_task = KeypointTask(cfg.lang_dim, cfg.instruction_tokens, cfg.instruction_dim)
+            if cfg.keypoint_head:
+                self.keypoint_head_task = nn.Linear(TASK_DIM, d)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(d, 2 * d)
@@ -234,7 +277,10 @@ class VideoActionDiT(nn.Module):
             nn.init.normal_(mlp[2].weight, std=0.02)
         if self.cfg.instruction_tokens:
             nn.init.normal_(self.instruction_pos, std=0.02)
-        for lin in [b.ada for b in self.blocks] + [self.final_ada, self.frame_head, self.action_head]:
+        zero = [b.ada for b in self.blocks] + [self.final_ada, self.frame_head, self.action_head]
+        if self.cfg.keypoint_language:  # the instruction's paths into the keypoint net and head start as identity
+            zero += [self.keypoint_net.film] + ([self.keypoint_head_task] if self.cfg.keypoint_head else [])
+        for lin in zero:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
@@ -321,7 +367,7 @@ class VideoActionDiT(nn.Module):
             h = h + grid_position_features(positions[:nf, 1], positions[:nf, 2], self.cfg.hidden).to(h.dtype)
         if x.actions is not None:
             h = torch.cat([h, self.action_embed(x.actions.to(h.dtype))], dim=1)  # (B, N, D)
-        points = self._keypoints(x.frames, layout, h.dtype)
+        points = self._keypoints(x.frames, layout, h.dtype, cond)
         prefix, prefix_pos, mask = self._prefix(cond, layout, h, points)
         if prefix is not None:
             h = torch.cat([prefix, h], dim=1)  # (B, Np + N, D)
@@ -349,21 +395,34 @@ class VideoActionDiT(nn.Module):
         actions = self.action_head(h[:, nf:]) if x.actions is not None else None  # (B, Na, A)
         return DiTOutput(pred=Tokens(frames, actions), hidden=hidden, points=points)
 
-    def keypoint_actions(self, points: Tensor) -> Tensor:
+    def keypoint_actions(self, points: Tensor, lang: Tensor | Condition | None = None) -> Tensor:
         """The auxiliary ``keypoint_head``'s clean action chunk (B, F, A) from keypoints ``points`` (B, K, 2P)
-        (their latest frame only)."""
+        (their latest frame only) and, with ``keypoint_language``, the instruction in ``lang`` (None: none)."""
         if not self.cfg.keypoint_head:
             raise ValueError("this network has no keypoint_head (model.keypoint_head=false)")
-        return self.keypoint_head(points[:, -1]).view(points.shape[0], self.cfg.future_frames, self.cfg.action_dim)
+        h = self.keypoint_head[0](points[:, -1])
+        if self.cfg.keypoint_language:
+            h = h + self.keypoint_head_task(self.keypoint_task(as_condition(lang), points.shape[0], points.device))
+        return self.keypoint_head[1:](h).view(points.shape[0], self.cfg.future_frames, self.cfg.action_dim)
 
-    def _keypoints(self, frames: Tensor, layout: TokenLayout, dtype: torch.dtype) -> Tensor | None:
+    def keypoints(self, context: Tensor, lang: Tensor | Condition | None = None) -> Tensor:
+        """(B, K, 2P) keypoints of model-space context frames ``context`` (B, K, C, H, W), steered by the
+        instruction in ``lang`` when the network has ``keypoint_language``."""
+        b, k = context.shape[:2]
+        task = None
+        if self.cfg.keypoint_language:
+            task = self.keypoint_task(as_condition(lang), b, context.device).repeat_interleave(k, 0)
+        return self.keypoint_net(context.flatten(0, 1), task).view(b, k, -1)
+
+    def _keypoints(self, frames: Tensor, layout: TokenLayout, dtype: torch.dtype, cond: Condition
+                   ) -> Tensor | None:
         """(B, K, 2P) spatial-softmax keypoints of the context frames in ``frames`` (B, Nf, P), or None (no
         keypoints in this network or no context frames)."""
         if not self.cfg.keypoints or not layout.context_frames:
             return None
         k, (gh, gw), p = layout.context_frames, layout.grid, self.cfg.patch
         context = unpatchify(frames[:, : k * gh * gw], k, gh * p, gw * p, p)  # (B, K, C, H, W)
-        return self.keypoint_net(context.flatten(0, 1).to(dtype)).view(frames.shape[0], k, -1)
+        return self.keypoints(context.to(dtype), cond)
 
     def _prefix(self, cond: Condition, layout: TokenLayout, h: Tensor, points: Tensor | None = None
                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:

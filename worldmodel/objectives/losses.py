@@ -186,7 +186,7 @@ def _keypoint_term(model: nn.Module, batch: FlowBatch, points: Tensor | None, cf
     target = batch.x.actions.float()
     if target.shape[1] != model.cfg.future_frames:
         raise ValueError(f"keypoint_head predicts {model.cfg.future_frames} actions, the batch has {target.shape[1]}")
-    return (model.keypoint_actions(points).float() - target).pow(2).mean()
+    return (model.keypoint_actions(points, batch.lang).float() - target).pow(2).mean()
 
 
 def flow_matching_loss(

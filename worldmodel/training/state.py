@@ -27,7 +27,8 @@ CONDITION_PREFIXES = (*INSTRUCTION_PREFIXES, *STATE_PREFIXES)
 # checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference).
 OPTIONAL_INPUTS = {"instruction_tokens": INSTRUCTION_PREFIXES, "state_dim": STATE_PREFIXES,
                    "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",),
-                   "keypoint_head": ("keypoint_head.",)}
+                   "keypoint_head": ("keypoint_head.",),
+                   "keypoint_language": ("keypoint_task.", "keypoint_net.film.", "keypoint_head_task.")}
 
 
 def untrained_prefixes(model: nn.Module) -> list[str]:
