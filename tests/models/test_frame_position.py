@@ -173,7 +173,7 @@ def _two_spot_bc(language: bool, steps: int = 120) -> float:
         target = torch.stack([where[:, 1] / (cfg.frame_width - 1), where[:, 0] / (cfg.frame_height - 1)], -1) * 2 - 1
         return frames, Condition(words[named]), target
 
-    params = [p for n, p in model.named_parameters() if n.startswith(("keypoint_net", "keypoint_head", "keypoint_task"))]
+    params = [p for n, p in model.named_parameters() if n.startswith("keypoint")]
     opt = torch.optim.Adam(params, lr=3e-3)
     for _ in range(steps):
         frames, cond, target = batch(32)
