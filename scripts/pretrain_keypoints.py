@@ -158,7 +158,8 @@ def main() -> int:
     write_manifest(tmp, read_json(tmp / META).get("step"))
     tmp.rename(out)
     print(f"wrote {out}: {args.init} + {len(tensors)} keypoint tensors; fine-tune with init={out} "
-          f"model.keypoints={args.keypoints} model.keypoint_head=true")
+          f"model.keypoints={args.keypoints} model.keypoint_head=true"
+          + (" model.keypoint_language=true" if args.language else ""))
     return 0
 
 
