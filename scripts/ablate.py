@@ -5,7 +5,12 @@ continue (``resume=auto``) and finished evaluations are kept, so rerunning the c
 The table (success per task and overall with 95 % Wilson intervals) is ``<out>/report/README.md``, built by
 :func:`worldmodel.evaluation.report.build_report` from the ``eval_info.json`` files.
 
-    python scripts/ablate.py --data outputs/data600 [--out outputs/ablate] [--steps 5000] [--variants ...]
+    python scripts/ablate.py --data outputs/data600 --init outputs/reference/keypoints [--out outputs/ablate]
+        [--steps 2000] [--variants ...]
+
+The reference recipe fine-tunes from a keypoint-pretrained checkpoint (``--init``, stage 3 of
+``scripts/reference.py``); variants whose layers change shape (``F6``, ``patch8``) cannot start from it and are
+refused by the trainer with the parameter it could not load: give them an init trained with that setting.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the RLDS root written by `worldmodel data sim`")
     parser.add_argument("--out", default="outputs/ablate")
-    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--init", default=None, help="checkpoint every variant starts from (init=)")
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--episodes", type=int, default=30, help="held-out episodes per task")
     parser.add_argument("--seed", type=int, default=10000, help="first held-out episode seed")
@@ -54,7 +60,8 @@ def main() -> int:
     for name in args.variants:
         run_dir, eval_dir = out / "runs" / name, out / "evals" / name
         worldmodel(["finetune", "rt1", "+experiment=reference", "data=sim", f"data.dir={args.data}", "logger=none",
-                    f"train.steps={args.steps}", f"run_dir={run_dir}", "resume=auto", *VARIANTS[name]])
+                    f"train.steps={args.steps}", f"run_dir={run_dir}", "resume=auto",
+                    *([f"init={args.init}"] if args.init else []), *VARIANTS[name]])
         if not (eval_dir / "eval_info.json").is_file():
             worldmodel(["eval", "sim", "policy=dit", f"checkpoint={run_dir}", f"eval.episodes={args.episodes}",
                         f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}"])
