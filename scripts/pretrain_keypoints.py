@@ -13,7 +13,9 @@ With ``--language`` the instruction steers the keypoint net and head (``model.ke
 instruction tokens, when it has them, are fed too), so that one keypoint net can serve tasks on different objects.
 
 The output is a copy of ``--init`` whose EMA and student weights also hold ``keypoint_net.*`` and
-``keypoint_head.*`` (manifest rewritten, written to a temporary folder and renamed): fine-tune from it with
+``keypoint_head.*``; its model config and action statistics are those of the keypoint network and the data
+(keypoint layers the init already had are replaced; the manifest is rewritten; it is written to a temporary
+folder and renamed). Fine-tune from it with
 ``init=OUT model.keypoints=P model.keypoint_head=true [model.keypoint_language=true]`` (the keypoint token and
 FiLM layers start fresh, as for any optional input an init checkpoint lacks). docs/experiments.md, fifth and
 sixth sessions.
@@ -22,11 +24,12 @@ sixth sessions.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 KEYPOINT_PREFIXES = ("keypoint_net.", "keypoint_head.", "keypoint_task.", "keypoint_head_task.")
@@ -148,14 +151,21 @@ def main() -> int:
                   for seed in (10003, 10004, 10005, 10006)]
         print("keypoint head follow slope, PickCan seeds 10003-10006: "
               + " / ".join(f"{s:+.2f}" for s in slopes), flush=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(KEYPOINT_PREFIXES)}
+    # every keypoint layer of the new network, so the output loads as a model; the ones this script did not train
+    # (the keypoint token / FiLM layers) are listed as untrained, so a fine-tuning run starts them fresh
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith("keypoint_")}
+    untrained = sorted({k.split(".")[0] + "." for k in tensors if not k.startswith(KEYPOINT_PREFIXES)})
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.copytree(init, tmp)
-    for name in WEIGHTS:
-        weights = load_file(tmp / name)
+    for name in WEIGHTS:  # an init that already has keypoint layers loses all of them: they read another net
+        weights = {k: v for k, v in load_file(tmp / name).items() if not k.startswith("keypoint_")}
         weights.update(tensors)
         save_file(weights, tmp / name)
-    write_manifest(tmp, read_json(tmp / META).get("step"))
+    meta = read_json(tmp / META)
+    meta.update(model={**asdict(cfg), "checkpointing": False}, action_stats=wm.stats.to_dict(),
+                untrained=sorted({*meta.get("untrained", []), *untrained}))
+    (tmp / META).write_text(json.dumps(meta, indent=1))
+    write_manifest(tmp, meta.get("step"))
     tmp.rename(out)
     print(f"wrote {out}: {args.init} + {len(tensors)} keypoint tensors; fine-tune with init={out} "
           f"model.keypoints={args.keypoints} model.keypoint_head=true"
