@@ -31,6 +31,7 @@ def test_reference_loads_with_its_recipe() -> None:
     wm = WorldModel.from_checkpoint(str(REFERENCE), device="cpu")
     cfg = wm.model.cfg
     assert cfg.instruction_tokens > 0 and cfg.state_dim == 8 and cfg.frame_position
+    assert cfg.keypoints and cfg.keypoint_language and wm.imagines  # the competence recipe, a world model
     assert wm.progress_head is not None
 
 

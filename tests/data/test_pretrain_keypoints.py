@@ -35,7 +35,7 @@ def test_pretrained_keypoints_reach_a_fine_tuning_run(tiny_dataset, tmp_path, la
     assert all(torch.equal(new[k], v) for k, v in own.items())  # the init's own weights are untouched
     added = sorted(set(new) - set(own))
     kept = ("keypoint_net.", "keypoint_head.", *(("keypoint_task.", "keypoint_head_task.") if language else ()))
-    assert added and all(k.startswith((*kept, "keypoint_embed.")) for k in added)
+    assert added and all(k.startswith((*kept, "keypoint_embed.", "keypoint_cond.")) for k in added)
     assert any(k.startswith("keypoint_task.instruction.") for k in added) == language  # the init has instruction tokens
     assert "keypoint_embed." in json.loads((out / "meta.json").read_text())["untrained"]  # written, not trained
     # a fine-tuning run with keypoints + head starts from these weights; only the token / FiLM layers are fresh
