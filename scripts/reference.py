@@ -2,8 +2,8 @@
 
 Stages (each a command; rerunning the script continues where it stopped):
 
-1. ``worldmodel data sim``       600 noisy expert episodes (100 per task, seeds 0–599) rendered at 256×320, start
-                                 poses spread over ±15 cm (``start_jitter``)
+1. ``worldmodel data sim``       1,200 noisy expert episodes (seeds 0–1199; ``--tasks`` weights PickCan and
+                                 MoveNear 3×) rendered at 256×320, start poses spread over ±15 cm (``start_jitter``)
 2. ``worldmodel finetune rt1``   the base recipe ``+experiment=reference_base`` (instruction + state tokens, patch
                                  positions), ``--base-steps``, ``resume=auto``
 3. ``pretrain_keypoints.py``     the keypoint net + head alone, by regression from pixels, steered by the
@@ -14,7 +14,7 @@ Stages (each a command; rerunning the script continues where it stopped):
                                  only, :func:`worldmodel.training.checkpoint.export_weights`)
 6. ``worldmodel eval sim``       ``policy=dit`` on held-out episode seeds (``--eval-seed``, default 10000)
 
-    python scripts/reference.py [--out outputs/reference] [--export checkpoints/reference] [--steps 2000]
+    python scripts/reference.py [--out outputs/reference] [--export checkpoints/reference] [--steps 3000]
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# the grasp tasks need the most samples (docs/experiments.md, sixth session): 3 of every 10 episodes each
+GRASP_WEIGHTED = ("[PickCan,MoveNear,PickCan,OpenDrawer,MoveNear,CloseDrawer,PickCan,OpenDrawerPlaceApple,MoveNear,"
+                  "StoreApple]")
 
 
 def run(title: str, args: list[str], script: str | None = None) -> float:
@@ -42,10 +46,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/reference", help="data, run and evaluation go here")
     parser.add_argument("--export", default="checkpoints/reference", help="where the weights-only model goes")
-    parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--episodes", type=int, default=1200)
+    parser.add_argument("--tasks", default=GRASP_WEIGHTED, help="the data's task list (episode i runs task i mod n)")
     parser.add_argument("--base-steps", type=int, default=5000, help="stage 2")
     parser.add_argument("--keypoint-steps", type=int, default=4000, help="stage 3 (batch 64)")
-    parser.add_argument("--steps", type=int, default=2000, help="stage 4")
+    parser.add_argument("--steps", type=int, default=3000, help="stage 4")
     parser.add_argument("--eval-episodes", type=int, default=30, help="per task (0: skip the evaluation)")
     parser.add_argument("--eval-seed", type=int, default=10000, help="first held-out episode seed")
     parser.add_argument("--workers", type=int, default=2, help="processes for data and evaluation")
@@ -56,7 +61,8 @@ def main() -> int:
     data, base, keypoints, run_dir = out / "data", out / "base", out / "keypoints", out / "run"
     if not (data / "tabletop_sim").is_dir():
         minutes["data"] = run("data", ["data", "sim", f"out={data}", f"episodes={args.episodes}",
-                                       "image_size=[256,320]", "policy.noise=0.1", "start_jitter=[0.15,0.15,0.06]",
+                                       f"tasks={args.tasks}", "image_size=[256,320]", "policy.noise=0.1",
+                                       "start_jitter=[0.15,0.15,0.06]",
                                        f"workers={args.workers}"])
     common = ["data=sim", f"data.dir={data}", "logger=none", "resume=auto"]
     minutes["base"] = run("base", ["finetune", "rt1", "+experiment=reference_base", *common,
