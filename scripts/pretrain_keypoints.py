@@ -117,10 +117,9 @@ def main() -> int:
     print(f"{len(frames)} clips of {len(ids)} episodes in memory ({time.time() - t0:.0f} s); "
           f"{len(test)} held out", flush=True)
 
-    ids_of = {e: i for i, e in enumerate(ids)}  # one sentence / instruction per episode, indexed per clip
-    sentences = torch.stack([language[e][0] for e in ids])
+    sentences = torch.stack([language[e][0] for e in ids])  # one sentence / instruction per episode (sorted ids)
     instructions = torch.stack([language[e][1] for e in ids]) if tokens else None
-    clip_episode = torch.as_tensor([ids_of[e] for e in episodes])
+    clip_episode = torch.as_tensor(np.searchsorted(ids, episodes))  # each clip's row in them
 
     def predict(rows: np.ndarray) -> torch.Tensor:
         ep = clip_episode[rows]

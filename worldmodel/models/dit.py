@@ -100,6 +100,12 @@ class SpatialSoftmaxKeypoints(nn.Module):
         return torch.cat([x, y], dim=-1).to(frames.dtype)  # (B, 2P)
 
 
+def squeeze_slots(layer: nn.Module, instr: Tensor) -> Tensor:
+    """Instruction slots (B, L, E) squeezed by ``layer`` and flattened to (B, L·width), padding rows (all zero)
+    kept at zero: the instruction's FiLM input, word order kept."""
+    return (layer(instr) * (instr.abs().sum(-1, keepdim=True) > 0)).flatten(1)
+
+
 class KeypointTask(nn.Module):
     """A :class:`Condition` -> (B, TASK_DIM) task vector for the keypoint net and head (``keypoint_language``):
     the sentence embedding plus, when the network has instruction tokens, every slot squeezed to FILM_DIM and the
@@ -121,9 +127,7 @@ class KeypointTask(nn.Module):
             instr = cond.instruction
             if instr is None:
                 instr = torch.zeros(batch, self.tokens, self.dim, device=device)
-            instr = instr.to(dtype)
-            slots = self.slot(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
-            h = h + self.instruction(slots.flatten(1))
+            h = h + self.instruction(squeeze_slots(self.slot, instr.to(dtype)))
         return F.silu(h)
 
 
@@ -316,8 +320,7 @@ class VideoActionDiT(nn.Module):
             if instr is None:
                 instr = torch.zeros(b, self.cfg.instruction_tokens, self.cfg.instruction_dim, device=t.device)
             instr = instr.to(dtype)
-            film = self.instruction_film(instr) * (instr.abs().sum(-1, keepdim=True) > 0)  # padding -> 0
-            per_sample = per_sample + self.instruction_cond(film.flatten(1))
+            per_sample = per_sample + self.instruction_cond(squeeze_slots(self.instruction_film, instr))
         if self.cfg.keypoint_film and points is not None:
             per_sample = per_sample + self.keypoint_cond(points[:, -1].to(dtype))
         c = self.time_embed(timestep_features(t_u).to(dtype)) + per_sample[sample]
