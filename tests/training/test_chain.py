@@ -89,6 +89,24 @@ def test_init_adds_an_optional_input_fresh(pretrained, common, tmp_path, capsys)
     assert rc == 2 and "keypoint_" in err and "does not exist in this model" in err
 
 
+def test_init_with_another_chunk_length_starts_only_the_chunk_sized_layers_fresh(pretrained, common, tmp_path,
+                                                                                 capsys) -> None:
+    # the keypoint head's output is F x action_dim: an F = 4 model from an F = 2 one starts that layer fresh
+    head = ["model.keypoints=4", "model.keypoint_head=true", "objective.keypoint_action_weight=1"]
+    first = tmp_path / "f2"
+    assert run_cli("finetune", "rt1", *common, *head, f"init={pretrained}", f"run_dir={first}") == 0
+    capsys.readouterr()
+
+    def fresh_after(*overrides: str) -> set[str]:
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        assert run_cli("finetune", "rt1", *common, *head, *overrides, f"init={first}", f"run_dir={run}") == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("init:"))
+        return set(line.split("freshly initialised: ")[1].split(", ")) if "freshly" in line else set()
+
+    assert fresh_after("model.future_frames=4") == {"keypoint_head.4.weight", "keypoint_head.4.bias"}
+    assert not any(name.startswith("keypoint_head.") for name in fresh_after())  # same F: everything loads
+
+
 def test_existing_run_needs_resume(pretrained, common, capsys) -> None:
     assert run_cli("pretrain", *common, f"run_dir={pretrained}") == 2
     assert "resume=auto" in capsys.readouterr().err

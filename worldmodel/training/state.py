@@ -29,6 +29,9 @@ OPTIONAL_INPUTS = {"instruction_tokens": INSTRUCTION_PREFIXES, "state_dim": STAT
                    "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",),
                    "keypoint_head": ("keypoint_head.",),
                    "keypoint_language": ("keypoint_task.", "keypoint_net.film.", "keypoint_head_task.")}
+# Layers whose shape is the action chunk (future_frames × action_dim): initialising from a checkpoint with another
+# chunk length F starts them fresh (the keypoint head's output layer; the transformer's action tokens are per step).
+CHUNK_PREFIXES = ("keypoint_head.4.",)
 
 
 def untrained_prefixes(model: nn.Module) -> list[str]:
@@ -154,9 +157,10 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     """Initialise a model for fine-tuning from a (pretraining) checkpoint's EMA weights.
 
     Every parameter must exist with the same shape on both sides, except layers the checkpoint never trained
-    (its ``untrained`` list: the action embedding and head of a video-only run) and the layers of an optional
-    input (:data:`OPTIONAL_INPUTS`) that the checkpoint's model was built without; both keep their fresh
-    initialisation here.
+    (its ``untrained`` list: the action embedding and head of a video-only run), the layers of an optional
+    input (:data:`OPTIONAL_INPUTS`) that the checkpoint's model was built without, and, when the checkpoint's
+    chunk length ``future_frames`` differs from the model's, the chunk-sized layers (:data:`CHUNK_PREFIXES`);
+    all keep their fresh initialisation here.
 
     Args:
         model: the freshly built network.
@@ -176,7 +180,9 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     weights = load_tensors(ckpt, "ema.safetensors")
     # the layers of an optional input the checkpoint's model was built without: its weights lack them
     added = [p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes if not any(k.startswith(p) for k in weights)]
-    skip = (*meta.get("untrained", []), *added)
+    chunk = getattr(getattr(model, "cfg", None), "future_frames", None)
+    resized = CHUNK_PREFIXES if chunk is not None and trained_with.get("future_frames", chunk) != chunk else ()
+    skip = (*meta.get("untrained", []), *added, *resized)
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
