@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,26 @@ def test_follow_slope_reads_how_far_the_model_follows_the_expert() -> None:
     assert abs(follow_slope(flat)[0]) < 0.05
     with pytest.raises(ValueError, match="two grid rows"):
         follow_slope([frame, half[1]])
+
+
+def test_expert_trajectory_probe_phases_and_summary() -> None:
+    from types import SimpleNamespace
+
+    from worldmodel.evaluation.probes import PHASES, expert_trajectory_probe, trajectory_summary
+
+    class AlwaysCloses:  # a "model" whose every first action moves +x with the gripper closing
+        def propose(self, frames, obs, n, steps, generator):
+            return SimpleNamespace(actions=np.tile(np.array([0.01, 0, 0, 0, 0, 0, 1.0], np.float32), (n, 2, 1)))
+
+    rows = expert_trajectory_probe(AlwaysCloses(), "MoveNear", seed=10003, n=2, steps=1)
+    phases = [r.phase for r in rows]
+    # the noise-free expert reaches, closes, carries the source and lets it go, in that order
+    assert [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]] == list(PHASES)
+    summary = trajectory_summary(rows)
+    assert summary["reach"]["gripper"] == 0.0 and summary["carry"]["gripper"] == 1.0  # open vs close
+    assert summary["close"]["distance"] < summary["reach"]["distance"]  # the hand is at the object when closing
+    assert sum(s["steps"] for s in summary.values()) == len(rows)
+    # a model that copies the expert scores cosine 1 and full gripper agreement in every phase
+    copied = [replace(r, model=r.expert.copy()) for r in rows]
+    for part in trajectory_summary(copied).values():
+        assert part["gripper"] == 1.0 and (np.isnan(part["cosine"]) or part["cosine"] == pytest.approx(1.0))

@@ -7,6 +7,10 @@ action depend on where the can is?"):
   camera frame, an all-black frame and uniform noise (a policy that looks changes its action), and with the task's
   object moved over a grid of table positions (a policy that localises follows it). Reported next to the scripted
   expert's first actions from the same states; :func:`follow_slope` sums the grid up in one number.
+* :func:`expert_trajectory_probe`: along one of the scripted expert's own episodes, the model's mean first action
+  from every state the expert visits, beside the expert's noise-free action there; :func:`trajectory_summary` sums
+  it up per phase (reach, close, carry, release): closed-loop failures after the first action (a hand that hovers
+  and never closes) show here as a phase whose direction or gripper the model gets wrong.
 * :func:`localisation_error`: a synthetic check of the architecture alone: train an action-only model whose target
   action is where a square sits in its context frame; held-out MSE (chance 1/3).
 """
@@ -32,14 +36,19 @@ class ProbeRow:
     expert: np.ndarray | None = None
 
 
-def _mean_first_xyz(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int, actions: int,
-                    generator: torch.Generator, use_state: bool = True) -> np.ndarray:
+def _sampled_actions(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int,
+                     generator: torch.Generator, use_state: bool) -> np.ndarray:
+    """(n, F, 7) policy-verb chunks from one observation (without the robot state unless ``use_state``)."""
     if not use_state:
         from worldmodel.data.reader import STATE_KEYS
 
         obs = {k: v for k, v in obs.items() if k not in dict(STATE_KEYS)}
-    prop = world_model.propose(image[None], obs, n=n, steps=steps, generator=generator)
-    return prop.actions[:, :actions, :3].sum(1).mean(0)
+    return world_model.propose(image[None], obs, n=n, steps=steps, generator=generator).actions
+
+
+def _mean_first_xyz(world_model: Any, image: np.ndarray, obs: dict[str, Any], n: int, steps: int, actions: int,
+                    generator: torch.Generator, use_state: bool = True) -> np.ndarray:
+    return _sampled_actions(world_model, image, obs, n, steps, generator, use_state)[:, :actions, :3].sum(1).mean(0)
 
 
 def vision_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, obj: str = "coke_can",
@@ -105,6 +114,79 @@ def follow_slope(rows: list[ProbeRow]) -> tuple[float, float]:
     resid = m - slope * e
     r2 = float(1 - resid @ resid / (m @ m)) if m.any() else 0.0
     return slope, r2
+
+
+@dataclass
+class TrajectoryRow:
+    """One state of the expert's episode: its step and phase, the hand-to-object distance (m), and the first action
+    (xyz m, gripper) of the expert (noise-free) and of the model (mean over samples)."""
+
+    step: int
+    phase: str
+    distance: float
+    expert: np.ndarray
+    model: np.ndarray
+
+
+PHASES = ("reach", "close", "carry", "release")
+
+
+def expert_trajectory_probe(world_model: Any, task: str = "MoveNear", seed: int = 10003, obj: str | None = None,
+                            n: int = 8, steps: int = 8, use_state: bool = True) -> list[TrajectoryRow]:
+    """The model's first action from every state of the noise-free scripted expert's episode ``seed`` of ``task``.
+
+    Phases, from the expert: ``reach`` until it first commands the gripper closed, ``close`` while it closes and the
+    object is not yet held, ``carry`` while ``obj`` is held, ``release`` from when it opens the hand (or drops the
+    object). ``obj`` defaults to the task's source object (MoveNear), else the coke can. The episode runs on the
+    expert's actions only: the model never drives, so every row is a state the demonstrations cover.
+    """
+    import envs
+    from policies import make_policy
+
+    gen = torch.Generator().manual_seed(0)
+    env = envs.make(task)
+    obs, _ = env.reset(seed=seed)
+    sim = env.unwrapped
+    obj = obj or (getattr(sim.task, "params", None) or {}).get("source", "coke_can")
+    expert = make_policy("scripted", env=env, noise=0.0)
+    expert.reset(seed=0)
+    rows, phase, limit = [], "reach", sim.task.step_limit
+    for step in range(limit):
+        action = expert.select_action(obs)
+        held = sim.is_grasped(obj)
+        if phase == "reach" and action[6] > 0:
+            phase = "close"
+        if phase == "close" and held:
+            phase = "carry"
+        if phase == "carry" and (action[6] < 0 or not held):
+            phase = "release"
+        first = _sampled_actions(world_model, obs["image"], obs, n, steps, gen, use_state)[:, 0]
+        model = np.append(first[:, :3].mean(0), first[:, 6].mean())
+        rows.append(TrajectoryRow(step, phase, float(np.linalg.norm(sim.arm.ee_pose()[0] - sim.object_pos(obj))),
+                                  np.append(action[:3], action[6]), model))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
+    return rows
+
+
+def trajectory_summary(rows: list[TrajectoryRow]) -> dict[str, dict[str, float]]:
+    """Per phase: ``steps``; ``cosine``, the mean cosine between the model's and the expert's xyz (over steps
+    where the expert moves more than 2 mm); ``gripper``, the share of steps whose gripper sign (close > 0, open
+    < 0, zero counts as open) matches; ``distance``, the mean hand-to-object distance (m)."""
+    out = {}
+    for phase in PHASES:
+        part = [r for r in rows if r.phase == phase]
+        if not part:
+            continue
+        moving = [r for r in part if np.linalg.norm(r.expert[:3]) > 0.002]
+        cos = [float(r.model[:3] @ r.expert[:3] / (np.linalg.norm(r.model[:3]) * np.linalg.norm(r.expert[:3]) + 1e-9))
+               for r in moving]
+        out[phase] = {"steps": len(part), "cosine": float(np.mean(cos)) if cos else float("nan"),
+                      "gripper": float(np.mean([(r.model[3] > 0) == (r.expert[3] > 0) for r in part])),
+                      "distance": float(np.mean([r.distance for r in part]))}
+    return out
 
 
 def localisation_error(preset: str = "tiny", steps: int = 100, batch: int = 16, lr: float = 1e-3, seed: int = 0,
