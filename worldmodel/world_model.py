@@ -306,7 +306,7 @@ class WorldModel:
     @torch.no_grad()
     def rollout_model(self, context: Tensor, lang: Tensor | Condition, horizon: int, steps: int,
                       generator: torch.Generator | None = None, actions: Tensor | None = None,
-                      guidance: float = 1.0) -> tuple[Tensor, Tensor]:
+                      guidance: float = 1.0, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """``policy`` (actions None) or ``dynamics`` rollout in model space, chunk by chunk.
 
         The robot state, known only for the real context, conditions the first chunk; later chunks, whose
@@ -320,6 +320,7 @@ class WorldModel:
             generator: noise source (default: the world model's).
             actions: (B, T, 7) normalised actions for ``dynamics``.
             guidance: classifier-free guidance scale on the language (1: off).
+            temperature: scale of the sampled actions' initial noise (1: off; ``policy`` only).
 
         Returns:
             actions (B, T, 7) normalised (the given ones for ``dynamics``), frames (B, T, 3, h, w) in [-1, 1].
@@ -334,7 +335,8 @@ class WorldModel:
         for start in range(0, horizon, chunk):
             f = min(chunk, horizon - start)
             if actions is None:
-                res = generate(self.model, "policy", GenerationContext(cur, f, None, cond, guidance), steps, gen)
+                res = generate(self.model, "policy", GenerationContext(cur, f, None, cond, guidance, temperature),
+                               steps, gen)
                 actions_out.append(res.actions.clamp(-1, 1))
             else:
                 given = actions[:, start:start + f]
@@ -364,7 +366,7 @@ class WorldModel:
 
     # ---------------------------------------------------------------------------------- public verbs
     def propose(self, frames: Any, language: Any, n: int = 16, steps: int = 4, horizon: int | None = None,
-                generator: torch.Generator | None = None, guidance: float = 1.0) -> Proposal:
+                generator: torch.Generator | None = None, guidance: float = 1.0, temperature: float = 1.0) -> Proposal:
         """Sample ``n`` action chunks with the ``policy`` verb, with the futures imagined jointly.
 
         Args:
@@ -377,6 +379,8 @@ class WorldModel:
             generator: noise source (default: the world model's).
             guidance: classifier-free guidance scale on the language (1: off; needs a model trained with
                 ``objective.language_dropout``).
+            temperature: scale of the actions' initial noise (1: the learned distribution; < 1 concentrates the
+                chunks towards the most likely one).
 
         Returns:
             :class:`Proposal` with actions (n, T, 7) in RT-1 units and frames (n, T, H, W, 3) uint8 (a leading
@@ -387,7 +391,7 @@ class WorldModel:
         b = ctx.shape[0]
         lang = self.embed_language(language, b).repeat_interleave(n)
         acts, futs = self.rollout_model(ctx.repeat_interleave(n, 0), lang, horizon or self.cfg.future_frames,
-                                        steps, generator, guidance=guidance)
+                                        steps, generator, guidance=guidance, temperature=temperature)
         lead = (n,) if arr.ndim == 4 else (b, n)
         actions = self.unnormalize(acts).cpu().numpy().astype(np.float32)
         out_frames = self.decode_frames(futs, arr.shape[-3:-1])

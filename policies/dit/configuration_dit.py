@@ -21,6 +21,8 @@ class DiTPolicyConfig:
         num_threads: torch CPU threads; 1 avoids OpenMP contention on shared CPUs (0: leave torch's setting).
         guidance: classifier-free guidance scale on the instruction (1: off; needs a model trained with
             ``objective.language_dropout``).
+        temperature: scale of the sampled actions' initial noise (1: the learned distribution; < 1 concentrates
+            each decision's chunk towards the most likely one).
         gripper_threshold: the env integrates the gripper command (``g <- clip(g + a, 0, 1)``), so small sampled
             values near 0 would make it drift and chatter. Executed: +1 when the sampled value is above the
             threshold, -1 below minus it, 0 (hold) between; 0 executes the raw sample.
@@ -38,6 +40,7 @@ class DiTPolicyConfig:
     ema: bool = True
     num_threads: int = 1
     guidance: float = 1.0
+    temperature: float = 1.0
     gripper_threshold: float = 0.5
     condition_on_observation: bool = True
     use_state: bool = True
@@ -57,5 +60,7 @@ class DiTPolicyConfig:
             raise ValueError(f"policy.gripper_threshold must be in [0, 1), got {self.gripper_threshold}")
         if self.guidance < 0:
             raise ValueError(f"policy.guidance must be >= 0, got {self.guidance}")
+        if self.temperature < 0:
+            raise ValueError(f"policy.temperature must be >= 0, got {self.temperature}")
         if self.num_threads < 0:
             raise ValueError(f"policy.num_threads must be >= 0, got {self.num_threads}")

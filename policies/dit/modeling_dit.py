@@ -151,7 +151,7 @@ class DiTPolicy:
         """
         cfg = self.config
         prop = self.world_model.propose(frames, language, n=1, steps=cfg.sampling_steps, horizon=cfg.horizon,
-                                        generator=self.generator, guidance=cfg.guidance)
+                                        generator=self.generator, guidance=cfg.guidance, temperature=cfg.temperature)
         return prop.actions[0], prop.frames[0]
 
     def execute_steps(self, horizon: int) -> int:

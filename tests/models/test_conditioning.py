@@ -9,7 +9,7 @@ import torch
 from worldmodel.language import embed_instruction, instruction_tokens
 from worldmodel.models import Condition, TokenLayout, Tokens, build_model
 from worldmodel.objectives import GenerationContext, generate
-from worldmodel.objectives.sampling import guided_velocity_fn, model_velocity_fn
+from worldmodel.objectives.sampling import guided_velocity_fn, model_velocity_fn, sample
 
 A, B = "move apple near sponge", "move sponge near apple"
 
@@ -105,6 +105,22 @@ def test_guidance_scale_one_is_the_plain_model_and_zero_the_null_branch() -> Non
     runs = [generate(model, "policy", GenerationContext(ctx, 2, None, cond, g), 3,
                      torch.Generator().manual_seed(5)) for g in (1.0, 1.0, 2.0)]
     assert torch.equal(runs[0].actions, runs[1].actions) and not torch.equal(runs[0].actions, runs[2].actions)
+
+
+def test_temperature_scales_only_the_actions_initial_noise() -> None:
+    # identity velocity field of zero: the sample is its initial noise, so the scale is read off exactly
+    x_clean = Tokens(torch.zeros(2, 6, 12), torch.zeros(2, 3, 7))
+    generated = torch.ones(2, 9, dtype=torch.bool)
+
+    def zero(x, t):
+        return Tokens(torch.zeros_like(x.frames), torch.zeros_like(x.actions))
+
+    draws = {tau: sample(zero, x_clean, generated, 2, torch.Generator().manual_seed(3), temperature=tau)
+             for tau in (1.0, 0.5, 0.0)}
+    assert torch.equal(draws[0.5].frames, draws[1.0].frames)  # the frames' noise is untouched
+    assert torch.allclose(draws[0.5].actions, 0.5 * draws[1.0].actions) and not draws[0.0].actions.any()
+    with pytest.raises(ValueError, match="temperature"):
+        sample(zero, x_clean, generated, 2, temperature=-1.0)
 
 
 def test_language_dropout_keeps_the_state() -> None:

@@ -101,3 +101,20 @@ def test_use_state_false_leaves_the_state_out(world_model) -> None:
         cond = without.condition(obs)
         assert "base_pose_tool_reached" not in cond and "gripper_closed" not in cond
         assert cond["natural_language_instruction"] == obs["natural_language_instruction"]
+
+
+def test_dit_temperature_reaches_the_sampler(world_model) -> None:
+    env = envs.make("PickCan", image_size=(48, 60))
+    obs, _ = env.reset(seed=4)
+    env.close()
+    first = {}
+    for tau in (1.0, 0.0):
+        policy = make_policy("dit", env=None, world_model=world_model, sampling_steps=2, temperature=tau)
+        policy.reset(seed=0)
+        first[tau] = policy.decide(obs["image"][None], policy.condition(obs))[0]
+    default = make_policy("dit", env=None, world_model=world_model, sampling_steps=2)
+    default.reset(seed=0)
+    assert np.array_equal(default.decide(obs["image"][None], default.condition(obs))[0], first[1.0])
+    assert not np.allclose(first[0.0], first[1.0])
+    with pytest.raises(ValueError, match="policy.temperature"):
+        make_policy("dit", env=None, world_model=world_model, temperature=-0.5)

@@ -42,6 +42,7 @@ def sample(
     method: str = "euler",
     noise_scale: float = 1.0,
     shift: float = 1.0,
+    temperature: float = 1.0,
 ) -> Tokens:
     """Integrate the flow from noise to data on generated tokens.
 
@@ -58,6 +59,8 @@ def sample(
         method: ``euler`` (ODE) or ``euler_maruyama`` (SDE).
         noise_scale: c >= 0 for the SDE.
         shift: resolution shift of the time grid.
+        temperature: scale of the initial noise of the generated *action* tokens (1: the learned distribution;
+            below 1 the samples concentrate towards the most likely chunk; the frames' noise is not scaled).
 
     Returns:
         Tokens shaped like ``x_clean`` with generated positions sampled.
@@ -66,7 +69,12 @@ def sample(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     grid = time_grid(steps, shift)
     keep = ~generated
-    x = x_clean.where(keep, randn_like_tokens(x_clean, generator))
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    noise = randn_like_tokens(x_clean, generator)
+    if temperature != 1.0 and noise.actions is not None:
+        noise = Tokens(noise.frames, temperature * noise.actions)
+    x = x_clean.where(keep, noise)
     one = torch.ones(generated.shape, device=generated.device)
     for k in range(steps):
         t0, t1 = float(grid[k]), float(grid[k + 1])
@@ -130,6 +138,7 @@ class GenerationContext:
         actions: (B, F, A) normalised actions, required for ``dynamics``.
         lang: (B, lang_dim) language embedding, a :class:`~worldmodel.models.Condition`, or None.
         guidance: classifier-free guidance scale on the language (1: off).
+        temperature: scale of the generated actions' initial noise (1: off; see :func:`sample`).
     """
 
     frames: Tensor
@@ -137,6 +146,7 @@ class GenerationContext:
     actions: Tensor | None = None
     lang: Tensor | Condition | None = None
     guidance: float = 1.0
+    temperature: float = 1.0
 
 
 @dataclass
@@ -189,7 +199,7 @@ def generate(
             actions = frames.new_zeros(b, f, cfg.action_dim)
     x_clean = Tokens(patchify(frames, cfg.patch), actions)
     fn = guided_velocity_fn(model, layout, context.lang, context.guidance)
-    out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift)
+    out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift, context.temperature)
     out_frames = None
     if verb in ("policy", "dynamics", "video") and imagines:
         out_frames = unpatchify(out.frames, k + f, h, w, cfg.patch)[:, k:]
