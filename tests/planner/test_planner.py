@@ -142,5 +142,7 @@ def test_config_validates_itself():
         PlannerConfig(horizon=2, execute_steps=3)
     with pytest.raises(ValueError, match="planner.temperature"):
         PlannerConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="planner.proposal_temperature"):
+        PlannerConfig(proposal_temperature=-1.0)
     with pytest.raises(ValueError, match="unknown planner config keys"):
         PlannerConfig.from_dict({"candidates": 3})

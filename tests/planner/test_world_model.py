@@ -49,6 +49,19 @@ def test_dynamics_depends_on_the_actions(tiny_world_model, frames, language):
     assert np.array_equal(out[0], same_noise[0])
 
 
+def test_proposal_temperature_reaches_the_proposals(tiny_world_model, frames, language):
+    from worldmodel.planner import PlannerConfig, world_model_fns
+
+    drawn = {}
+    for tau in (1.0, 0.0):
+        fns = world_model_fns(tiny_world_model, PlannerConfig(proposal_temperature=tau))
+        ctx = fns.prepare(frames, language, None)
+        drawn[tau] = fns.propose(ctx, 2, 2, 2, torch.Generator().manual_seed(0))[0]
+    direct = tiny_world_model.propose(frames, language, n=2, steps=2, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(drawn[1.0].numpy(), direct.actions, atol=1e-5)  # 1: the policy's own draws
+    assert not torch.allclose(drawn[0.0], drawn[1.0])
+
+
 def test_checkpoint_round_trip(tmp_path, frames, language, write_tiny_checkpoint):
     path = write_tiny_checkpoint(tmp_path / "run")
     loaded = WorldModel.from_checkpoint(tmp_path / "run", device="cpu")  # a run directory: its latest checkpoint

@@ -25,6 +25,8 @@ class PlannerConfig:
         elites: E, candidates kept by ``cem`` per iteration (carried into the next population with their costs).
         temperature: ``mppi`` weights ``softmax(-(cost - min cost) / (temperature · std of the costs))``: in
             units of the population's cost spread, so it does not depend on the cost's scale.
+        proposal_temperature: scale of the proposals' initial action noise (``policy.temperature`` of the
+            planner: 1 samples the learned distribution, < 1 draws candidates closer to the most likely chunk).
         init_std: floor of the Gaussian's std, as a fraction of each action dim's scale (keeps the search open
             when the proposals agree).
         reimagine: re-imagine the proposals with the ``dynamics`` verb (docs/architecture.md, "Planning")
@@ -56,6 +58,7 @@ class PlannerConfig:
     iterations: int = 2
     elites: int = 4
     temperature: float = 0.5
+    proposal_temperature: float = 1.0
     init_std: float = 0.1
     reimagine: bool = True
     execute_steps: int = 2
@@ -82,6 +85,8 @@ class PlannerConfig:
             raise ValueError(f"planner.num_candidates must be >= 2 for mppi, got {self.num_candidates}")
         if not self.temperature > 0:
             raise ValueError(f"planner.temperature must be > 0, got {self.temperature}")
+        if self.proposal_temperature < 0:
+            raise ValueError(f"planner.proposal_temperature must be >= 0, got {self.proposal_temperature}")
         if self.init_std < 0:
             raise ValueError(f"planner.init_std must be >= 0, got {self.init_std}")
         if self.execute_steps > self.horizon:

@@ -35,7 +35,8 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
 
     Args:
         world_model: the world model.
-        config: supplies ``progress_weight``, ``goal_weight`` and ``smoothness_weight``.
+        config: supplies ``progress_weight``, ``goal_weight``, ``smoothness_weight`` and
+            ``proposal_temperature``.
 
     Returns:
         :class:`PlanFns` whose ``plan`` inputs are frames (K', H, W, 3) uint8, language (512,) and an optional
@@ -60,7 +61,8 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
         return ctx.frames.expand(n, -1, -1, -1, -1), ctx.language.expand(n)
 
     def propose(ctx: PlanContext, n: int, horizon: int, steps: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        actions, frames = wm.rollout_model(*expand(ctx, n), horizon, steps, gen)
+        actions, frames = wm.rollout_model(*expand(ctx, n), horizon, steps, gen,
+                                           temperature=config.proposal_temperature)
         return wm.unnormalize(actions), frames  # (n, T, 7) RT-1 units, (n, T, 3, h, w)
 
     def imagine(ctx: PlanContext, actions: Tensor, steps: int, gen: torch.Generator) -> Tensor:
