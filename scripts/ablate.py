@@ -9,8 +9,9 @@ The table (success per task and overall with 95 % Wilson intervals) is ``<out>/r
         [--steps 2000] [--variants ...]
 
 The reference recipe fine-tunes from a keypoint-pretrained checkpoint (``--init``, stage 3 of
-``scripts/reference.py``); variants whose layers change shape (``F6``, ``patch8``) cannot start from it and are
-refused by the trainer with the parameter it could not load: give them an init trained with that setting.
+``scripts/reference.py``). ``F6`` starts from it too (only the keypoint head's chunk-sized output layer starts
+fresh); ``patch8`` changes the patch embedding's shape and is refused by the trainer with the parameter it could
+not load: give it an init trained with that setting.
 """
 
 from __future__ import annotations
