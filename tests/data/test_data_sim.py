@@ -77,3 +77,49 @@ def test_tensorflow_and_mujoco_rendering_share_a_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(32, 40, 3)" in out.stdout
+
+
+class _Still:
+    """A stand-in driver that never moves the arm and holds the gripper."""
+
+    def reset(self, seed=None):
+        self.calls = 0
+
+    def select_action(self, obs):
+        self.calls += 1
+        return np.zeros(7, np.float32)
+
+
+def test_dagger_driver_acts_and_the_expert_labels(monkeypatch):
+    from worldmodel.data import sim
+
+    still = _Still()
+    monkeypatch.setitem(sim._DRIVERS, "still", still)
+    driven = rollout("PickCan", 7, "scripted", 0.0, (64, 80), 6, None, driver="still", driver_beta=0.0)
+    assert still.calls == 6  # asked every step
+    # the driver executes: the arm stays where it started ...
+    np.testing.assert_allclose(driven.base_pose_tool_reached, driven.base_pose_tool_reached[:1].repeat(7, 0),
+                               atol=2e-3)
+    # ... while the recorded actions are the expert's, which keep heading for the can from there
+    assert np.all(np.linalg.norm(driven.actions[:, :3], axis=1) > 0.01)
+    assert "dit driver still beta=0" in driven.collection_mode
+    # beta 1 executes every label: the expert's own episode, step for step
+    labelled = rollout("PickCan", 7, "scripted", 0.0, (64, 80), 6, None, driver="still", driver_beta=1.0)
+    alone = rollout("PickCan", 7, "scripted", 0.0, (64, 80), 6, None)
+    np.testing.assert_array_equal(labelled.actions, alone.actions)
+    np.testing.assert_array_equal(labelled.images, alone.images)
+
+
+def test_dagger_driver_from_a_checkpoint(tmp_path, capsys, write_tiny_checkpoint):
+    ckpt = write_tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "data"
+    common = [f"out={out}", "episodes=1", "tasks=[PickCan]", "max_steps=3", "image_size=[64,80]", "progress=false"]
+    assert main(["data", "sim", *common, f"policy.driver={ckpt}", "policy.driver_beta=0.5"]) == 0
+    ds = open_rlds(out / "tabletop_sim" / "0.1.0")
+    assert ds.num_episodes == 1
+    capsys.readouterr()
+    assert main(["data", "sim", *common, "overwrite=true", f"policy.driver={tmp_path / 'nowhere'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]
+    assert main(["data", "sim", *common, "overwrite=true", f"policy.driver={ckpt}", "policy.driver_beta=2"]) == 2
+    assert "policy.driver_beta" in capsys.readouterr().err

@@ -70,10 +70,17 @@ class SimPolicyConfig:
     Attributes:
         name: ``scripted`` (privileged experts) or ``random``.
         noise: the scripted expert's action noise in [0, 1] (ignored by ``random``).
+        driver: a world-model checkpoint whose ``dit`` policy drives the episodes while ``name`` (the scripted
+            expert) labels every visited state with its own action: DAgger's data, the states the model's own
+            mistakes lead to, with the expert's correction recorded as the action (None: the expert drives).
+        driver_beta: with a ``driver``, the share of steps on which the expert's label is executed instead of the
+            model's action (DAgger's beta; 0: the model drives alone).
     """
 
     name: str = "scripted"
     noise: float = 0.0
+    driver: str | None = None
+    driver_beta: float = 0.0
 
 
 @dataclass

