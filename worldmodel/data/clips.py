@@ -16,6 +16,9 @@ A clip is a window of K + F consecutive steps of one episode starting at step ``
 - ``clip_id`` (2,) int64: (episode index, start step);
 - ``_position`` (3,) int64: (shard, epoch, index in the shard's epoch), used by :class:`ClipLoader` to resume.
 
+The episodes may come from several datasets read as one (``data.dir=[a, b]``, a
+:class:`~worldmodel.data.reader.ConcatRLDS`): episode indices are then global, those of ``a`` first.
+
 Sharding: the episodes are cut into ``world_size × num_workers`` contiguous ranges, one per (DDP rank,
 DataLoader worker), so every clip is produced by exactly one worker once per epoch. Shuffling: per epoch and
 shard, the shard's episode blocks are read in a seeded random order and clips pass through a shuffle buffer
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from worldmodel.data.reader import DatasetError, RLDSDataset, episode_actions, episode_states, open_rlds
+from worldmodel.data.reader import (
+    ConcatRLDS,
+    DatasetError,
+    RLDSDataset,
+    episode_actions,
+    episode_states,
+    open_rlds,
+)
 from worldmodel.data.stats import ActionStats
 from worldmodel.io import pixels_to_model
 
@@ -63,8 +73,9 @@ class ClipConfig:
         clips_per_episode: 0: every start ``0, stride, 2·stride, …`` of every episode (long episodes weigh
             more); n > 0: n starts drawn uniformly per episode and epoch, so every episode weighs the same and
             the tasks are balanced when they have equally many episodes (as ``worldmodel data sim`` writes).
-        max_episodes: read only the first N episodes (None: all), e.g. for a learning curve over data size
-            (``worldmodel data sim`` cycles through the tasks, so any prefix stays balanced).
+        max_episodes: read only the first N episodes (None: all; several datasets: the first N of their
+            concatenation), e.g. for a learning curve over data size (``worldmodel data sim`` cycles through the
+            tasks, so any prefix stays balanced).
         random_shift: augmentation: shift every frame of a clip by the same random (dy, dx) of at most this
             many pixels at model resolution, edges replicated (the random-shift / crop augmentation of DrQ and
             Diffusion Policy); 0: off. Drawn from the clip's stream position, so batches stay reproducible
@@ -154,7 +165,8 @@ class ClipDataset(IterableDataset):
     """Clips of an RLDS dataset, sharded over DDP ranks and DataLoader workers.
 
     Args:
-        path: dataset version directory, or a root with ``name``/``version``.
+        path: dataset version directory, or a root with ``name``/``version``; or a list of them, read as one
+            (see :func:`~worldmodel.data.reader.open_rlds`).
         config: :class:`ClipConfig`.
         stats: action statistics (required unless ``config.video_only``).
         rank, world_size: DDP layout; default from ``torch.distributed`` when initialised, else (0, 1).
@@ -163,14 +175,14 @@ class ClipDataset(IterableDataset):
         verify_shards: check every shard's record headers on construction (skip if just done elsewhere).
     """
 
-    def __init__(self, path: str | Path, config: ClipConfig, stats: ActionStats | None = None, *,
+    def __init__(self, path: str | Path | Sequence[str | Path], config: ClipConfig, stats: ActionStats | None = None, *,
                  rank: int | None = None, world_size: int | None = None, name: str | None = None,
                  version: str | None = None, strict: bool = True, verify_shards: bool = True) -> None:
         super().__init__()
         if stats is None and not config.video_only:
             raise ValueError("ClipDataset needs action stats unless data.video_only=true")
         opened = open_rlds(path, name, version, strict=strict, verify_shards=verify_shards)
-        self.path = opened.path
+        self.path = opened.path  # a list of version directories for several datasets
         self.num_episodes = opened.num_episodes if config.max_episodes is None else \
             min(opened.num_episodes, config.max_episodes)
         self.language_dim = opened.language_dim()
@@ -184,7 +196,7 @@ class ClipDataset(IterableDataset):
             raise ValueError(f"rank {self.rank} not in [0, world_size={self.world_size})")
         self.epoch = 0
         self._resume: dict[int, tuple[int, int]] = {}
-        self._rlds: RLDSDataset | None = None  # opened lazily in each worker (tfds objects do not pickle)
+        self._rlds: RLDSDataset | ConcatRLDS | None = None  # opened lazily in each worker (tfds objects do not pickle)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -276,7 +288,7 @@ class ClipDataset(IterableDataset):
         try:
             frames = np.stack([decode_frame(jpeg, cfg.image_size) for jpeg in ep["images"][start:start + k + f]])
         except (OSError, ValueError) as exc:  # PIL: truncated or non-JPEG bytes
-            raise DatasetError(f"{self.path}: episode {ep['index']}, steps {start}-{start + k + f - 1}: "
+            raise DatasetError(f"{self._rlds.describe(ep['index'])}, steps {start}-{start + k + f - 1}: "
                                f"undecodable image ({exc})") from exc
         if cfg.random_shift:
             frames = random_shift(frames, cfg.random_shift, np.random.default_rng([cfg.seed, *position]))

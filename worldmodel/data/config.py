@@ -1,7 +1,10 @@
-"""The ``data`` group (a dataset plus the clips cut from it) and the settings of ``worldmodel data sim``."""
+"""The ``data`` group (one dataset or several read as one, plus the clips cut from it) and the settings of
+``worldmodel data sim``."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,7 +34,10 @@ class DataConfig(ClipConfig):
 
     Attributes:
         dir: folder holding ``<name>/<version>/`` (or the version folder itself); read with
-            ``tfds.builder_from_directory``, never ``tfds.builder``.
+            ``tfds.builder_from_directory``, never ``tfds.builder``. Or a list of such folders
+            (``data.dir=[a,b]``, e.g. expert plus DAgger episodes): their episodes are concatenated in order (those
+            of ``a`` first), and ``name``, ``version`` and ``strict`` apply to each; a one-element list is the same
+            as its path.
         name: tfds dataset name (None: the folder's own name).
         version: dataset version folder.
         strict: require exactly the RT-1 ``fractal20220817_data`` features (False: any RLDS dataset with images
@@ -41,7 +47,7 @@ class DataConfig(ClipConfig):
         epochs: as :class:`ClipConfig`, but a training stream is endless by default (the trainer counts steps).
     """
 
-    dir: str | None = None
+    dir: Any = None  # str | list[str] | None (omegaconf has no union of a string and a list): see dataset_dirs
     name: str | None = None
     version: str = "0.1.0"
     strict: bool = True
@@ -51,10 +57,31 @@ class DataConfig(ClipConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.dir is not None and not isinstance(self.dir, str):
+            self.dir = dataset_dirs(self.dir)
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.stats_max_episodes is not None and self.stats_max_episodes < 1:
             raise ValueError(f"data.stats_max_episodes must be >= 1 or null, got {self.stats_max_episodes}")
+
+
+def dataset_dirs(value: Any) -> list[str]:
+    """``data.dir`` as a list of paths: ``[]`` when unset, ``[value]`` for one path, the paths of a list (or
+    hydra's ListConfig) in order.
+
+    Raises:
+        ValueError: naming ``data.dir``, when it is neither a path nor a list of paths.
+    """
+    if value is None or isinstance(value, str | os.PathLike):
+        items = [value] if value is not None and str(value) else []
+    elif isinstance(value, Sequence):
+        items = list(value)
+    else:
+        raise ValueError(f"data.dir must be a path or a list of paths, got {value!r}")
+    bad = [v for v in items if not isinstance(v, str | os.PathLike) or not str(v)]
+    if bad:
+        raise ValueError(f"data.dir must be a path or a list of paths, got {bad[0]!r} in {list(items)!r}")
+    return [os.fspath(v) for v in items]
 
 
 def data_config(node: Any) -> DataConfig:

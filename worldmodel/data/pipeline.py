@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from worldmodel.data.clips import ClipConfig, ClipDataset, ClipLoader
-from worldmodel.data.config import data_config
+from worldmodel.data.config import data_config, dataset_dirs
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 
@@ -26,19 +26,24 @@ def clip_config(data_cfg: Any) -> ClipConfig:
     return ClipConfig(**kwargs)
 
 
-def dataset_path(data_cfg: Any) -> Path:
-    """``data.dir`` (a root holding ``name/version``, or the version directory itself)."""
-    if not data_cfg.get("dir"):
+def dataset_path(data_cfg: Any) -> Path | list[Path]:
+    """``data.dir`` (a root holding ``name/version``, or the version directory itself); a list of paths when it
+    names several datasets (read as one by :func:`~worldmodel.data.reader.open_rlds`), one path for a one-element
+    list."""
+    dirs = dataset_dirs(data_cfg.get("dir"))
+    if not dirs:
         raise ValueError("data.dir is not set (the folder holding <name>/<version>/, "
-                         "e.g. ~/tensorflow_datasets)")
-    return Path(str(data_cfg["dir"])).expanduser()
+                         "e.g. ~/tensorflow_datasets, or a list of such folders)")
+    paths = [Path(d).expanduser() for d in dirs]
+    return paths[0] if len(paths) == 1 else paths
 
 
 def build_clip_loader(data_cfg: Any, batch_size: int, run_dir: str | Path | None = None,
                       stats: ActionStats | None = None, rank: int | None = None,
                       world_size: int | None = None, clip_cfg: ClipConfig | None = None,
                       **loader_kwargs: Any) -> tuple[ClipLoader, ActionStats | None]:
-    """Open ``data.dir``, get action stats (given, cached in ``run_dir``, or computed), build the loader.
+    """Open ``data.dir`` (one dataset or several read as one), get action stats (given, cached in ``run_dir``, or
+    computed over all the episodes), build the loader.
 
     Args:
         data_cfg: the ``data`` group (dir, name, version, strict, clip fields, num_workers,

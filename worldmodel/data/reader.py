@@ -2,12 +2,13 @@
 
 ``tfds.builder(name)`` is never used: it resolves names through the tfds registry / cloud bucket and fails
 offline. Everything here works on a plain local (or mounted) directory ``<dir>/<name>/<version>/``.
+``open_rlds`` given several directories returns a :class:`ConcatRLDS`: their episodes one after the other.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,10 @@ class RLDSDataset:
                 "num_episodes": self.num_episodes,
                 "num_bytes": int(self.builder.info.splits[self.split].num_bytes)}
 
+    def describe(self, index: int) -> str:
+        """``"<path>: episode <index>"``, for error messages."""
+        return f"{self.path}: episode {index}"
+
     def language_dim(self) -> int | None:
         """Length D of ``steps/observation/natural_language_embedding`` per step (None if the dataset has none)."""
         try:
@@ -202,7 +207,7 @@ class RLDSDataset:
                     tf.errors.OutOfRangeError) as exc:
                 raise DatasetError(f"{self.path}: corrupt or truncated shard while reading episode {index}: "
                                    f"{str(exc).splitlines()[0]}") from exc
-            where = f"{self.path}: episode {index}"
+            where = self.describe(index)
             if check_actions:
                 check_finite_actions(ep["steps"]["action"], where)
             check_language(ep["steps"]["observation"].get("natural_language_embedding"), where)
@@ -278,12 +283,112 @@ def check_language(embedding: np.ndarray | None, where: str) -> None:
                            f"step {step}")
 
 
-def open_rlds(path: str | Path, name: str | None = None, version: str | None = None, *,
-              strict: bool = True, verify_shards: bool = True, split: str = "train") -> RLDSDataset:
-    """Open and validate an RLDS dataset directory (never contacts the network).
+# What the clip loader and the statistics read: the parts of a concatenation must agree on these.
+READ_KEYS: tuple[str, ...] = (*schema.LOADER_KEYS, *(f"steps/observation/{k}" for k, _ in STATE_KEYS),
+                              "steps/observation/natural_language_instruction")
+
+
+class ConcatRLDS:
+    """Several RLDS datasets read as one: the episodes of ``parts[0]``, then those of ``parts[1]``, and so on.
+
+    Global episode ``i`` is episode ``i - offsets[p]`` of the part ``p`` whose range holds it; it has the same
+    interface as :class:`RLDSDataset` for the clip loader and the statistics.
+
+    Attributes:
+        parts: the opened datasets, in order.
+        path: their version directories (what :func:`open_rlds` reopens the concatenation from).
+        offsets: global index of each part's first episode.
+        num_episodes: the sum of the parts' episode counts.
+
+    Raises:
+        DatasetError: two parts differ in the size of their language embedding, or in the feature type, shape or
+            dtype of a key of ``READ_KEYS`` that both carry (image size excepted: the loader resizes); names both.
+    """
+
+    def __init__(self, parts: Sequence[RLDSDataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatRLDS needs at least one dataset")
+        self.parts = list(parts)
+        first = self.parts[0]
+        for other in self.parts[1:]:
+            problems = _incompatibilities(first, other)
+            if problems:
+                raise DatasetError(f"{first.path} and {other.path} cannot be read as one dataset: "
+                                   + "; ".join(problems))
+        self.path = [part.path for part in self.parts]
+        self.offsets = [0]
+        for part in self.parts[:-1]:
+            self.offsets.append(self.offsets[-1] + part.num_episodes)
+        self.num_episodes = self.offsets[-1] + self.parts[-1].num_episodes
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The parts' fingerprints in order (cached statistics go stale when any part changes) and the total."""
+        return {"parts": [part.fingerprint() for part in self.parts], "num_episodes": self.num_episodes}
+
+    def language_dim(self) -> int | None:
+        """The parts' common language-embedding size (checked on construction)."""
+        return self.parts[0].language_dim()
+
+    def describe(self, index: int) -> str:
+        """``"<part path>: episode <local index>"`` of global episode ``index``, for error messages."""
+        p = max(i for i, offset in enumerate(self.offsets) if offset <= index)
+        return self.parts[p].describe(index - self.offsets[p])
+
+    def episodes(self, start: int = 0, stop: int | None = None, decode_images: bool = True,
+                 check_actions: bool = True) -> Iterator[dict[str, Any]]:
+        """Stream global episodes ``[start, stop)``; as :meth:`RLDSDataset.episodes` (``episode_index`` global)."""
+        stop = self.num_episodes if stop is None else stop
+        return self.episodes_in([(start, stop)], decode_images, check_actions)
+
+    def episodes_in(self, ranges: list[tuple[int, int]], decode_images: bool = True,
+                    check_actions: bool = True) -> Iterator[dict[str, Any]]:
+        """Stream the global episodes of several ``[start, stop)`` ranges, in the order given.
+
+        Each part reads its share of the ranges through its own pipeline (one per part, not one per switch between
+        parts); errors name the part's directory and its own episode index.
+        """
+        pieces: list[tuple[int, int, int]] = []  # (part, local start, local stop) in the order asked for
+        for a, b in ranges:
+            for p, (part, offset) in enumerate(zip(self.parts, self.offsets, strict=True)):
+                lo, hi = max(a, offset, 0), min(b, offset + part.num_episodes)
+                if lo < hi:
+                    pieces.append((p, lo - offset, hi - offset))
+        streams = [part.episodes_in([(a, b) for q, a, b in pieces if q == p], decode_images, check_actions)
+                   for p, part in enumerate(self.parts)]
+        for p, a, b in pieces:
+            for _ in range(a, b):
+                ep = next(streams[p])
+                ep["episode_index"] += self.offsets[p]
+                yield ep
+
+
+def _incompatibilities(a: RLDSDataset, b: RLDSDataset) -> list[str]:
+    """What keeps two datasets from being read as one (empty: nothing)."""
+    problems = []
+    if a.language_dim() != b.language_dim():
+        problems.append(f"language embeddings of {a.language_dim()} vs {b.language_dim()} dims")
+    spec_a, spec_b = schema.flatten_spec(a.builder.info.features), schema.flatten_spec(b.builder.info.features)
+    for key in READ_KEYS:
+        if key not in spec_a or key not in spec_b or key.endswith("natural_language_embedding"):
+            continue
+        (kind_a, shape_a, dtype_a), (kind_b, shape_b, dtype_b) = spec_a[key], spec_b[key]
+        if kind_a != kind_b:
+            problems.append(f"{key}: feature type {kind_a} vs {kind_b}")
+        if shape_a != shape_b and kind_a != "image":
+            problems.append(f"{key}: shape {shape_a} vs {shape_b}")
+        if dtype_a != dtype_b:
+            problems.append(f"{key}: dtype {dtype_a} vs {dtype_b}")
+    return problems
+
+
+def open_rlds(path: str | Path | Sequence[str | Path], name: str | None = None, version: str | None = None, *,
+              strict: bool = True, verify_shards: bool = True, split: str = "train") -> RLDSDataset | ConcatRLDS:
+    """Open and validate an RLDS dataset directory, or several read as one (never contacts the network).
 
     Args:
-        path: the version directory (``.../fractal20220817_data/0.1.0``) or a root holding ``name/version``.
+        path: the version directory (``.../fractal20220817_data/0.1.0``) or a root holding ``name/version``; or a
+            list of such paths, whose episodes are concatenated in order (:class:`ConcatRLDS`; a one-element list
+            is the same as its path). ``name``, ``version`` and the other settings apply to every one.
         name, version: dataset name/version when ``path`` is a root.
         strict: require exactly the ``fractal20220817_data`` schema; otherwise only the keys the clip
             loader needs (``schema.LOADER_KEYS``), any image size.
@@ -291,12 +396,20 @@ def open_rlds(path: str | Path, name: str | None = None, version: str | None = N
         split: tfds split to read.
 
     Returns:
-        :class:`RLDSDataset`.
+        :class:`RLDSDataset`, or :class:`ConcatRLDS` for several paths.
 
     Raises:
-        FileNotFoundError: the directory (or its dataset_info.json) does not exist.
-        DatasetError: the features differ from the schema (every difference listed), or a shard is bad.
+        FileNotFoundError: the directory (or its dataset_info.json) does not exist (names the one missing).
+        DatasetError: the features differ from the schema (every difference listed), a shard is bad, or several
+            datasets disagree on what the loader reads (see :class:`ConcatRLDS`).
     """
+    if not isinstance(path, str | os.PathLike):
+        paths = list(path)
+        if not paths:
+            raise ValueError("open_rlds: empty list of dataset paths")
+        parts = [open_rlds(p, name, version, strict=strict, verify_shards=verify_shards, split=split)
+                 for p in paths]
+        return parts[0] if len(parts) == 1 else ConcatRLDS(parts)
     directory = resolve_dataset_dir(path, name, version)
     tfds = import_tfds()
 

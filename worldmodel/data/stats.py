@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from worldmodel.data.reader import RLDSDataset, episode_actions, episode_states
+from worldmodel.data.reader import ConcatRLDS, RLDSDataset, episode_actions, episode_states
 
 ARM_DIMS = 6
 MIN_RANGE = 1e-3
@@ -138,15 +138,15 @@ def _apply(actions: Any, fn: Any, lo: np.ndarray, hi: np.ndarray) -> Any:
     return torch.cat([arm, x[..., ARM_DIMS:]], dim=-1).to(actions.dtype)
 
 
-def compute_action_stats(dataset: RLDSDataset, max_episodes: int | None = None, max_samples: int = 2_000_000,
-                         seed: int = 0, progress: bool = False) -> ActionStats:
+def compute_action_stats(dataset: RLDSDataset | ConcatRLDS, max_episodes: int | None = None,
+                         max_samples: int = 2_000_000, seed: int = 0, progress: bool = False) -> ActionStats:
     """One streaming pass over the episodes' actions (images stay JPEG bytes, never decoded).
 
     Mean/std/min/max are exact over all steps; quantiles are exact while the step count is at most
     ``max_samples`` and otherwise come from a uniform reservoir sample of that size (seeded).
 
     Args:
-        dataset: opened with :func:`~worldmodel.data.reader.open_rlds`.
+        dataset: opened with :func:`~worldmodel.data.reader.open_rlds` (several datasets: all their episodes).
         max_episodes: only the first N episodes (None: all).
         max_samples: reservoir size for quantiles (memory: 7 × 4 bytes each).
         seed: reservoir RNG seed.
@@ -203,7 +203,8 @@ def compute_action_stats(dataset: RLDSDataset, max_episodes: int | None = None, 
                        source={**dataset.fingerprint(), "max_episodes": max_episodes}, **state)
 
 
-def load_or_compute_stats(dataset: RLDSDataset, cache_path: str | Path | None, **kwargs: Any) -> ActionStats:
+def load_or_compute_stats(dataset: RLDSDataset | ConcatRLDS, cache_path: str | Path | None,
+                          **kwargs: Any) -> ActionStats:
     """Load stats cached at ``cache_path`` if they were computed from this dataset, else compute and cache.
 
     Args:

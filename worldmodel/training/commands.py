@@ -26,18 +26,23 @@ GET_RT1 = ("get the real data (~111 GiB) with `gsutil -m cp -r gs://gresearch/ro
            "data.dir=outputs/sim_data`")
 
 
-def check_data(cfg: DictConfig, command: str) -> Path:
-    """The dataset directory of ``cfg.data``, or a :class:`UserError` saying how to get the data."""
+def check_data(cfg: DictConfig, command: str) -> Path | list[Path]:
+    """The dataset directory of ``cfg.data`` (a list when ``data.dir`` names several), or a :class:`UserError`
+    saying how to get the data that is missing."""
     data = cfg.data
-    try:
-        return resolve_dataset_dir(dataset_path(data), data.get("name"), data.get("version"))
-    except FileNotFoundError as exc:
-        if data.get("name") == DATASET_NAME:
-            where = dataset_path(data) / DATASET_NAME / str(data.get("version"))
-            raise UserError(f"RT-1 dataset not found at {where} (data.dir={data.get('dir')}): "
-                            + GET_RT1.format(cmd=command)) from exc
-        raise UserError(f"{exc}; make simulated data with `worldmodel data sim out=DIR` and pass data.dir=DIR") \
-            from exc
+    paths = dataset_path(data)
+    found = []
+    for path in paths if isinstance(paths, list) else [paths]:
+        try:
+            found.append(resolve_dataset_dir(path, data.get("name"), data.get("version")))
+        except FileNotFoundError as exc:
+            if data.get("name") == DATASET_NAME:
+                where = path / DATASET_NAME / str(data.get("version"))
+                raise UserError(f"RT-1 dataset not found at {where} (data.dir={data.get('dir')}): "
+                                + GET_RT1.format(cmd=command)) from exc
+            raise UserError(f"{exc}; make simulated data with `worldmodel data sim out=DIR` and pass data.dir=DIR") \
+                from exc
+    return found if isinstance(paths, list) else found[0]
 
 
 def _run(cfg: DictConfig, mode: str, init: str | None) -> int:
