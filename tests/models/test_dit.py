@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from worldmodel.models import TokenLayout, Tokens, build_model
-from worldmodel.models.dit import apply_rope, rope_tables, timestep_features
+from worldmodel.models.dit import RMSNorm, apply_rope, rope_tables, timestep_features
 
 
 def _inputs(model, batch=2, frames=3, hw=None, actions=True, seed=0):
@@ -132,3 +132,26 @@ def test_mismatched_inputs_are_rejected() -> None:
         model(Tokens(x.frames, None), t, layout, lang)
     with pytest.raises(ValueError, match="token counts"):
         model(x, t[:, 1:], layout, lang)
+
+
+def test_qk_rmsnorm_hands_the_kernel_a_weight_of_the_input_dtype(monkeypatch) -> None:
+    """A bf16 input gets the fp32 weight cast to bf16 (the fused kernel's condition), with nn.RMSNorm's values."""
+    import worldmodel.models.dit as dit
+
+    norm, ref = RMSNorm(16, eps=1e-6), torch.nn.RMSNorm(16, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+        ref.weight.copy_(norm.weight)
+    x = torch.randn(3, 5, 16)
+    torch.testing.assert_close(norm(x), ref(x))
+    seen = []
+
+    def spy(inp, shape, weight, eps):
+        seen.append((inp.dtype, weight.dtype))
+        return torch.rms_norm(inp, shape, weight, eps)
+
+    monkeypatch.setattr(dit.F, "rms_norm", spy)
+    y = norm(x.bfloat16())
+    assert seen == [(torch.bfloat16, torch.bfloat16)] and norm.weight.dtype == torch.float32
+    torch.testing.assert_close(y.float(), ref(x), atol=0.05, rtol=0.02)
+    assert type(build_model("tiny").blocks[0].attn.q_norm) is RMSNorm

@@ -166,6 +166,14 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` whose weight follows the input's dtype, so bf16 autocast keeps the fused kernel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight.to(x.dtype) if self.weight is not None else None
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with optional QK-RMSNorm and RoPE, via SDPA."""
 
@@ -175,8 +183,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         hd = dim // heads
-        self.q_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(hd, eps=1e-6) if qk_norm else nn.Identity()
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
         b, n, d = x.shape
