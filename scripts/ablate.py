@@ -69,7 +69,13 @@ def main() -> int:
         evals[name], runs[name] = eval_dir, run_dir
     from worldmodel.evaluation.report import build_report
 
-    print(f"report: {build_report(out / 'report', evals, runs, title='Ablations of the reference recipe')}")
+    notes = [f"`python scripts/ablate.py --data {args.data} --init {args.init} --steps {args.steps} --episodes "
+             f"{args.episodes} --seed {args.seed}`: every row is `+experiment=reference` fine-tuned for {args.steps} "
+             f"steps from the same init on the same data, then `dit` on {args.episodes} episodes per task from seed "
+             f"{args.seed} (never trained on).", "", "| variant | overrides |", "|---|---|",
+             *(f"| {name} | {' '.join(f'`{o}`' for o in VARIANTS[name]) or '(the recipe)'} |" for name in evals)]
+    report = build_report(out / "report", evals, runs, notes=notes, title="Ablations of the reference recipe")
+    print(f"report: {report}")
     return 0
 
 

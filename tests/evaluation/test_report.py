@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from worldmodel.cli import main
-from worldmodel.evaluation.report import build_report
+from worldmodel.evaluation.report import build_report, training_minutes
 
 
 def test_report_from_real_eval_and_metrics(tmp_path):
@@ -28,3 +28,15 @@ def test_report_from_real_eval_and_metrics(tmp_path):
     for png in ("success.png", "loss_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
     assert len(list((tmp_path / "report" / "videos").glob("*.mp4"))) == 4
+
+
+def test_training_minutes_counts_each_step_once_across_a_resume(tmp_path):
+    rows = [{"step": 25, "steps_per_s": 0.5}, {"step": 50, "steps_per_s": 1.0},  # 50 s + 25 s
+            {"step": 50, "steps_per_s": 0.1}, {"step": 75, "steps_per_s": 0.25},  # resumed: 50 again, then 100 s
+            {"step": 80}]  # a row without a rate adds nothing
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    step, minutes = training_minutes(tmp_path)
+    assert step == 75 and abs(minutes - 175 / 60) < 1e-9
+    assert training_minutes(tmp_path / "missing") is None
+    readme = build_report(tmp_path / "report", {}, {"run": tmp_path})
+    assert "| run | 75 | 2.9 |" in readme.read_text()

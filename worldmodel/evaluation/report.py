@@ -27,6 +27,23 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def training_minutes(run_dir: str | Path) -> tuple[int, float] | None:
+    """(last step, minutes of optimiser steps) of a run, from the step rates in its ``metrics.jsonl``.
+
+    Each logged row covers the steps since the previous row at its ``steps_per_s``; rows a resumed run logs again
+    (steps not past the last counted one) are skipped, so time spent before a kill and redone is not counted twice
+    and data loading before the first step, checkpoint writing between rows and evaluation are not counted at all.
+    None when the run logged no step rates.
+    """
+    last, seconds = 0, 0.0
+    for row in _read_metrics(Path(run_dir)):
+        step, rate = int(row.get("step", 0)), row.get("steps_per_s")
+        if step > last and rate:
+            seconds += (step - last) / float(rate)
+            last = step
+    return (last, seconds / 60.0) if last else None
+
+
 def plot_losses(runs: dict[str, Path], path: Path) -> bool:
     """Loss terms over steps, one panel per training run; returns False when there is nothing to plot."""
     metrics = {name: _read_metrics(Path(d)) for name, d in runs.items()}
@@ -161,6 +178,11 @@ def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[s
                   "PSNR / SSIM of the imagined futures against the true ones (rungs that imagine). Means over "
                   "decisions.", "", *ranking, ""]
     plot_success(infos, out / "success.png")
+    timed = {name: training_minutes(d) for name, d in runs.items()}
+    if any(timed.values()):
+        lines += ["## Training time", "", "Minutes of optimiser steps, from the logged step rates (data loading, "
+                  "checkpoints and evaluation not included).", "", "| run | steps | minutes |", "|---|---|---|",
+                  *(f"| {name} | {t[0]} | {t[1]:.1f} |" for name, t in timed.items() if t), ""]
     if plot_losses({k: Path(v) for k, v in runs.items()}, out / "loss_curves.png"):
         lines += ["## Training", "", "![loss curves](loss_curves.png)", ""]
     for name, run_dir in runs.items():
