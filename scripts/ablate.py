@@ -11,7 +11,8 @@ The table (success per task and overall with 95 % Wilson intervals) is ``<out>/r
 The reference recipe fine-tunes from a keypoint-pretrained checkpoint (``--init``, stage 3 of
 ``scripts/reference.py``). ``F6`` starts from it too (only the keypoint head's chunk-sized output layer starts
 fresh); ``patch8`` changes the patch embedding's shape and is refused by the trainer with the parameter it could
-not load: give it an init trained with that setting.
+not load: give it an init trained with that setting. ``episodes120`` / ``episodes300`` beside ``reference`` (all
+of ``--data``) are the fine-tuning stage's learning curve; the init's base and keypoint stages saw every episode.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ VARIANTS: dict[str, list[str]] = {
     "F6": ["model.future_frames=6"],
     "patch8": ["model.patch=8"],
     "episodes120": ["data.max_episodes=120", "data.stats_max_episodes=120"],
+    "episodes300": ["data.max_episodes=300", "data.stats_max_episodes=300"],
     "fm": ["objective=fm"],
     "action_only": ["model.future_frame_tokens=false", *POLICY_ONLY],
 }
