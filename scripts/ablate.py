@@ -64,7 +64,7 @@ def main() -> int:
         run_dir, eval_dir = out / "runs" / name, out / "evals" / name
         worldmodel(["finetune", "rt1", "+experiment=reference", "data=sim", f"data.dir={args.data}", "logger=none",
                     f"train.steps={args.steps}", f"run_dir={run_dir}", "resume=auto",
-                    *([f"init={args.init}"] if args.init else []), *VARIANTS[name]])
+                    *([f"init={args.init}", "init_leave_out=true"] if args.init else []), *VARIANTS[name]])
         if not (eval_dir / "eval_info.json").is_file():
             worldmodel(["eval", "sim", "policy=dit", f"checkpoint={run_dir}", f"eval.episodes={args.episodes}",
                         f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}"])

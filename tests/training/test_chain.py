@@ -141,3 +141,38 @@ def test_keypoint_weight_without_a_keypoint_head_is_refused_before_training(comm
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "model.keypoint_head=true" in err
     assert not (run / "checkpoints").exists()  # nothing trained or half-written
+
+
+def test_init_into_a_model_without_an_optional_input_leaves_its_layers_out(tmp_path) -> None:
+    """An ablation that switches off state or instruction tokens starts from the full recipe's checkpoint."""
+    from dataclasses import asdict
+
+    from worldmodel.models import Projector, build_model
+    from worldmodel.training.checkpoint import CheckpointContents, write_checkpoint
+    from worldmodel.training.state import init_from_checkpoint
+
+    torch.manual_seed(0)
+    full = build_model("tiny", state_dim=8, instruction_tokens=4)
+    proj = Projector(full.cfg.hidden)
+    state = {k: v.clone() for k, v in full.state_dict().items()}
+    meta = {"mode": "finetune", "model": {**asdict(full.cfg), "checkpointing": False}}
+    ckpt = write_checkpoint(tmp_path, CheckpointContents(3, state, state, proj.state_dict(), {}, {}, meta, ""), 1)
+
+    torch.manual_seed(1)
+    ablated = build_model("tiny", state_dim=0, instruction_tokens=4)
+    with pytest.raises(ValueError, match="init_leave_out=true"):  # refused unless asked for
+        init_from_checkpoint(ablated, Projector(ablated.cfg.hidden), ckpt)
+    report = init_from_checkpoint(ablated, Projector(ablated.cfg.hidden), ckpt, leave_out=True)
+    assert report["dropped"] and all(k.startswith("state_embed.") for k in report["dropped"])
+    assert not report["fresh"]
+    for name, value in ablated.state_dict().items():  # everything else is the checkpoint's
+        torch.testing.assert_close(value, state[name])
+    assert not any(k.startswith("state_embed.") for k in ablated.state_dict())
+
+    torch.manual_seed(1)
+    plain = build_model("tiny", state_dim=0, instruction_tokens=0)
+    report = init_from_checkpoint(plain, Projector(plain.cfg.hidden), ckpt, leave_out=True)
+    assert {k.split(".")[0] for k in report["dropped"]} >= {"state_embed"} and len(report["dropped"]) > 4
+    with pytest.raises(ValueError, match="has shape"):  # a real mismatch is still refused
+        init_from_checkpoint(build_model("tiny", state_dim=8, instruction_tokens=4, hidden=96),
+                             Projector(96), ckpt, leave_out=True)

@@ -153,22 +153,27 @@ def _check_and_filter(own: dict[str, torch.Tensor], state: dict[str, torch.Tenso
     return {k: v for k, v in state.items() if not k.startswith(skip)}
 
 
-def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Path) -> dict[str, Any]:
+def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Path,
+                         leave_out: bool = False) -> dict[str, Any]:
     """Initialise a model for fine-tuning from a (pretraining) checkpoint's EMA weights.
 
     Every parameter must exist with the same shape on both sides, except layers the checkpoint never trained
     (its ``untrained`` list: the action embedding and head of a video-only run), the layers of an optional
     input (:data:`OPTIONAL_INPUTS`) that the checkpoint's model was built without, and, when the checkpoint's
     chunk length ``future_frames`` differs from the model's, the chunk-sized layers (:data:`CHUNK_PREFIXES`);
-    all keep their fresh initialisation here.
+    all keep their fresh initialisation here. The other way round, the checkpoint's layers of an optional input
+    that this model is built without are refused, unless ``leave_out`` (an ablation that switches one off): then
+    they are left out (``dropped``).
 
     Args:
         model: the freshly built network.
         projector: the Self-Flow projector (loaded too).
         path: a checkpoint or run directory.
+        leave_out: leave out the checkpoint's layers of optional inputs this model is built without
+            (``init_leave_out=true``) instead of refusing them.
 
     Returns:
-        ``{"checkpoint", "step", "loaded", "fresh"}`` (parameter counts / names).
+        ``{"checkpoint", "step", "loaded", "fresh", "dropped"}`` (parameter counts / names).
 
     Raises:
         ValueError: naming the first parameter whose shape differs or that exists on one side only.
@@ -178,6 +183,16 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     meta = read_json(ckpt / META)
     trained_with = meta.get("model", {})
     weights = load_tensors(ckpt, "ema.safetensors")
+    own = model.state_dict()
+    # the layers of an optional input this model is built without: the checkpoint's weights of them are not used
+    removed = tuple(p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes
+                    if any(k.startswith(p) for k in weights) and not any(k.startswith(p) for k in own))
+    dropped = sorted(k for k in weights if k.startswith(removed)) if removed else []
+    if dropped and not leave_out:
+        raise ValueError(f"init={ckpt}: parameter {dropped[0]!r} of the checkpoint does not exist in this model "
+                         f"({len(dropped)} such, of inputs this model is built without; init_leave_out=true leaves "
+                         f"them out, or build the model with the checkpoint's inputs)")
+    weights = {k: v for k, v in weights.items() if k not in set(dropped)}
     # the layers of an optional input the checkpoint's model was built without: its weights lack them
     added = [p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes if not any(k.startswith(p) for k in weights)]
     chunk = getattr(getattr(model, "cfg", None), "future_frames", None)
@@ -186,14 +201,14 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     hint = (f"the checkpoint was trained with model={trained_with.get('name')} hidden={trained_with.get('hidden')} "
             f"depth={trained_with.get('depth')} patch={trained_with.get('patch')}; fine-tune with the same model")
     where = f"init={ckpt}"
-    own = model.state_dict()
     state = _check_and_filter(own, weights, skip, where, hint)
     model.load_state_dict(state, strict=False)
     proj = _check_and_filter(projector.state_dict(), load_tensors(ckpt, "projector.safetensors"), (),
                              where + " (projector)", hint)
     projector.load_state_dict(proj, strict=True)
     fresh = sorted(k for k in own if k not in state)
-    return {"checkpoint": str(ckpt), "step": int(meta["step"]), "loaded": len(state), "fresh": fresh}
+    return {"checkpoint": str(ckpt), "step": int(meta["step"]), "loaded": len(state), "fresh": fresh,
+            "dropped": dropped}
 
 
 def build_optimizer(params: Iterable[nn.Parameter], tc: TrainConfig, fused: bool) -> torch.optim.AdamW:

@@ -204,10 +204,12 @@ class Trainer:
         torch.manual_seed(tc.seed)
         model, projector = build_model(self.model_cfg), Projector(self.model_cfg.hidden)
         if self.init and self.resume_from is None:
-            report = S.init_from_checkpoint(model, projector, self.init)
+            report = S.init_from_checkpoint(model, projector, self.init, bool(self.cfg.get("init_leave_out", False)))
             if info.is_main:
                 print(f"init: {report['loaded']} tensors from {report['checkpoint']} (step {report['step']}); "
-                      f"freshly initialised: {', '.join(report['fresh']) or 'none'}", flush=True)
+                      f"freshly initialised: {', '.join(report['fresh']) or 'none'}"
+                      + (f"; left out (inputs this model is built without): {len(report['dropped'])} tensors"
+                         if report["dropped"] else ""), flush=True)
         if self.mode == "pretrain":
             S.freeze_action_layers(model)
         model, projector = model.to(info.device), projector.to(info.device)
