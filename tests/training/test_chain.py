@@ -173,6 +173,19 @@ def test_init_into_a_model_without_an_optional_input_leaves_its_layers_out(tmp_p
     plain = build_model("tiny", state_dim=0, instruction_tokens=0)
     report = init_from_checkpoint(plain, Projector(plain.cfg.hidden), ckpt, leave_out=True)
     assert {k.split(".")[0] for k in report["dropped"]} >= {"state_embed"} and len(report["dropped"]) > 4
+    # the instruction's share of the keypoint net's task vector goes with the instruction tokens
+    torch.manual_seed(0)
+    kp = dict(keypoints=4, keypoint_language=True)
+    rich = build_model("tiny", instruction_tokens=4, **kp)
+    state = {k: v.clone() for k, v in rich.state_dict().items()}
+    meta = {"mode": "finetune", "model": {**asdict(rich.cfg), "checkpointing": False}}
+    proj = Projector(rich.cfg.hidden).state_dict()
+    ckpt2 = write_checkpoint(tmp_path / "kp", CheckpointContents(3, state, state, proj, {}, {}, meta, ""), 1)
+    lean = build_model("tiny", instruction_tokens=0, **kp)
+    report = init_from_checkpoint(lean, Projector(lean.cfg.hidden), ckpt2, leave_out=True)
+    assert any(k.startswith("keypoint_task.instruction.") for k in report["dropped"]) and not report["fresh"]
+    torch.testing.assert_close(lean.keypoint_task.lang.weight, state["keypoint_task.lang.weight"])
+
     with pytest.raises(ValueError, match="has shape"):  # a real mismatch is still refused
         init_from_checkpoint(build_model("tiny", state_dim=8, instruction_tokens=4, hidden=96),
                              Projector(96), ckpt, leave_out=True)

@@ -25,7 +25,8 @@ STATE_PREFIXES = ("state_embed.",)
 CONDITION_PREFIXES = (*INSTRUCTION_PREFIXES, *STATE_PREFIXES)
 # Optional conditioning inputs (a ModelConfig field, 0 = off) and the layers each adds. Initialising from a
 # checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference).
-OPTIONAL_INPUTS = {"instruction_tokens": INSTRUCTION_PREFIXES, "state_dim": STATE_PREFIXES,
+OPTIONAL_INPUTS = {"instruction_tokens": (*INSTRUCTION_PREFIXES, "keypoint_task.slot.", "keypoint_task.instruction."),
+                   "state_dim": STATE_PREFIXES,
                    "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",),
                    "keypoint_head": ("keypoint_head.",),
                    "keypoint_language": ("keypoint_task.", "keypoint_net.film.", "keypoint_head_task.")}
