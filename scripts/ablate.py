@@ -55,6 +55,8 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=30, help="held-out episodes per task")
     parser.add_argument("--seed", type=int, default=10000, help="first held-out episode seed")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true",
+                        help="train and evaluate nothing: the report of the variants already evaluated")
     args = parser.parse_args()
     for key, value in (("MUJOCO_GL", "egl"), ("WANDB_MODE", "offline"), ("TF_CPP_MIN_LOG_LEVEL", "2")):
         os.environ.setdefault(key, value)
@@ -62,6 +64,10 @@ def main() -> int:
     evals, runs = {}, {}
     for name in args.variants:
         run_dir, eval_dir = out / "runs" / name, out / "evals" / name
+        if args.report_only:
+            if (eval_dir / "eval_info.json").is_file():
+                evals[name], runs[name] = eval_dir, run_dir
+            continue
         worldmodel(["finetune", "rt1", "+experiment=reference", "data=sim", f"data.dir={args.data}", "logger=none",
                     f"train.steps={args.steps}", f"run_dir={run_dir}", "resume=auto",
                     *([f"init={args.init}", "init_leave_out=true"] if args.init else []), *VARIANTS[name]])
@@ -69,6 +75,8 @@ def main() -> int:
             worldmodel(["eval", "sim", "policy=dit", f"checkpoint={run_dir}", f"eval.episodes={args.episodes}",
                         f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}"])
         evals[name], runs[name] = eval_dir, run_dir
+    if not evals:
+        sys.exit(f"ablate: no evaluated variant under {out / 'evals'}")
     from worldmodel.evaluation.report import build_report
 
     notes = [f"`python scripts/ablate.py --data {args.data} --init {args.init} --steps {args.steps} --episodes "
