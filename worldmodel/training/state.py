@@ -24,7 +24,8 @@ INSTRUCTION_PREFIXES = ("instruction_embed.", "instruction_pos", "instruction_fi
 STATE_PREFIXES = ("state_embed.",)
 CONDITION_PREFIXES = (*INSTRUCTION_PREFIXES, *STATE_PREFIXES)
 # Optional conditioning inputs (a ModelConfig field, 0 = off) and the layers each adds. Initialising from a
-# checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference).
+# checkpoint built without one starts that input's layers fresh (e.g. keypoints added to a trained reference);
+# the other way round (``init_leave_out=true``) the checkpoint's layers of it are left out.
 OPTIONAL_INPUTS = {"instruction_tokens": (*INSTRUCTION_PREFIXES, "keypoint_task.slot.", "keypoint_task.instruction."),
                    "state_dim": STATE_PREFIXES,
                    "keypoints": ("keypoint_net.", "keypoint_embed."), "keypoint_film": ("keypoint_cond.",),
@@ -188,12 +189,12 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     # the layers of an optional input this model is built without: the checkpoint's weights of them are not used
     removed = tuple(p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes
                     if any(k.startswith(p) for k in weights) and not any(k.startswith(p) for k in own))
-    dropped = sorted(k for k in weights if k.startswith(removed)) if removed else []
+    dropped = sorted(k for k in weights if removed and k.startswith(removed))
     if dropped and not leave_out:
         raise ValueError(f"init={ckpt}: parameter {dropped[0]!r} of the checkpoint does not exist in this model "
                          f"({len(dropped)} such, of inputs this model is built without; init_leave_out=true leaves "
                          f"them out, or build the model with the checkpoint's inputs)")
-    weights = {k: v for k, v in weights.items() if k not in set(dropped)}
+    weights = {k: v for k, v in weights.items() if not (removed and k.startswith(removed))}
     # the layers of an optional input the checkpoint's model was built without: its weights lack them
     added = [p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes if not any(k.startswith(p) for k in weights)]
     chunk = getattr(getattr(model, "cfg", None), "future_frames", None)
