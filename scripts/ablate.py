@@ -1,7 +1,8 @@
 """One lever at a time from the reference recipe: train each variant, evaluate ``dit`` on held-out seeds, report.
 
 Every variant is ``+experiment=reference`` plus its overrides, on the same data and for the same steps; runs
-continue (``resume=auto``) and finished evaluations are kept, so rerunning the command picks up where it stopped.
+continue (``resume=auto``) and evaluations keep every finished episode (``eval.resume=true``), so rerunning the
+command picks up where it stopped.
 The table (success per task and overall with 95 % Wilson intervals) is ``<out>/report/README.md``, built by
 :func:`worldmodel.evaluation.report.build_report` from the ``eval_info.json`` files.
 
@@ -73,7 +74,8 @@ def main() -> int:
                     *([f"init={args.init}", "init_leave_out=true"] if args.init else []), *VARIANTS[name]])
         if not (eval_dir / "eval_info.json").is_file():
             worldmodel(["eval", "sim", "policy=dit", f"checkpoint={run_dir}", f"eval.episodes={args.episodes}",
-                        f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}"])
+                        f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}",
+                        "eval.resume=true"])
         evals[name], runs[name] = eval_dir, run_dir
     if not evals:
         sys.exit(f"ablate: no evaluated variant under {out / 'evals'}")

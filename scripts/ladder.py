@@ -9,8 +9,9 @@ each decision's scores are ranked against the true simulator's:
 * ``learned``          imagined futures, learned scorer: the planner (d)
 * ``scorer``           as ``learned``, with the head re-trained by ``scripts/train_scorer.py`` (``--scorer-checkpoint``)
 
-Evaluations run on held-out seeds (default 10000+) and are kept, so rerunning picks up where it stopped; the table
-(success per task, ranking correlations, latency) is ``<out>/report/README.md`` (``build_report``).
+Evaluations run on held-out seeds (default 10000+) and are kept, episode by episode (``eval.resume=true``), so
+rerunning picks up where it stopped; the table (success per task, ranking correlations, latency) is
+``<out>/report/README.md`` (``build_report``).
 
     python scripts/ladder.py --checkpoint checkpoints/reference [--episodes 10] [--rungs none oracle learned]
 """
@@ -53,7 +54,7 @@ def main() -> int:
         tasks = [f"eval.tasks=[{','.join(args.tasks)}]"] if args.tasks else []
         cmd = ["eval", "sim", "policy=planner", f"checkpoint={ckpt}", f"planner.scorer={scorer}",
                f"planner.diagnostics={str(args.diagnostics).lower()}", f"eval.episodes={args.episodes}",
-               f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", *tasks,
+               f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", "eval.resume=true", *tasks,
                *args.overrides]
         if not (eval_dir / "eval_info.json").is_file():
             print("$ worldmodel " + " ".join(cmd), flush=True)

@@ -90,3 +90,54 @@ def test_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "eval sim" in capsys.readouterr().out
     assert main(["fly", "away"]) == 2
+
+
+def _records(info):
+    return [{k: v for k, v in e.items() if k != "wall_time_s"} for e in info["per_episode"]]
+
+
+def test_eval_sim_resumes_a_stopped_evaluation(tmp_path, monkeypatch, capsys):
+    import worldmodel.evaluation.sim as sim
+
+    args = ["eval", "sim", "policy=scripted", "eval.tasks=[PickCan,CloseDrawer]", "eval.episodes=2", "eval.seed=5",
+            "eval.image_size=[32,40]"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*args, f"eval.out={whole}"]) == 0
+    full = json.loads((whole / "eval_info.json").read_text())
+    lines = (whole / "episodes.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["header"]["policy"]["name"] == "scripted" and len(lines) == 1 + 4
+
+    # A run stopped after two episodes, while writing the third: the header, two records, half a line.
+    cut.mkdir()
+    (cut / "episodes.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    ran: list[tuple[str, int]] = []
+    real = sim.run_episode
+    monkeypatch.setattr(sim, "run_episode", lambda task, seed, *rest: ran.append((task, seed)) or
+                        real(task, seed, *rest))
+    assert main([*args, f"eval.out={cut}", "eval.resume=true"]) == 0
+    done = {(r["task"], r["seed"]) for r in map(json.loads, lines[1:3])}
+    assert sorted(ran) == sorted({(e["task"], e["seed"]) for e in full["per_episode"]} - done)
+    resumed = json.loads((cut / "eval_info.json").read_text())
+    assert _records(resumed) == _records(full) and resumed["resumed_episodes"] == 2
+    assert resumed["overall"] == full["overall"]
+    untimed = [{t: {k: v for k, v in agg.items() if k != "avg_wall_time_s"} for t, agg in info["per_task"].items()}
+               for info in (resumed, full)]
+    assert untimed[0] == untimed[1]
+
+    # Without eval.resume the log starts afresh and every episode runs again.
+    ran.clear()
+    assert main([*args, f"eval.out={cut}"]) == 0
+    assert len(ran) == 4 and len((cut / "episodes.jsonl").read_text().splitlines()) == 1 + 4
+    capsys.readouterr()
+
+
+def test_eval_sim_resume_refuses_episodes_of_other_settings(tmp_path, capsys):
+    out = tmp_path / "ev"
+    args = ["eval.tasks=[CloseDrawer]", "eval.episodes=1", "eval.seed=5", "eval.image_size=[32,40]", f"eval.out={out}"]
+    assert main(["eval", "sim", "policy=scripted", *args]) == 0
+    log = (out / "episodes.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["eval", "sim", "policy=random", *args, "eval.episodes=2", "eval.resume=true"]) == 2
+    err = capsys.readouterr().err
+    assert "episodes.jsonl" in err and "policy.name" in err and err.count("\n") == 1
+    assert (out / "episodes.jsonl").read_text() == log  # left as it was

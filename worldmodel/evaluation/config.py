@@ -23,6 +23,10 @@ class EvalConfig:
         videos: write one mp4 per episode under ``out/videos/``.
         image_size: camera resolution [H, W].
         workers: parallel processes over episodes.
+        resume: continue an evaluation that was stopped: the episodes already in ``out/episodes.jsonl`` (one
+            JSON line per finished episode, written as each ends) are kept and only the others are run. The
+            file must come from the same policy settings and image size, else the error names what differs.
+            False (default): start afresh (the file is rewritten).
     """
 
     tasks: list[str] = field(default_factory=_all_tasks)
@@ -32,6 +36,7 @@ class EvalConfig:
     videos: bool = False
     image_size: tuple[int, int] = (256, 320)
     workers: int = 1
+    resume: bool = False
 
     def __post_init__(self) -> None:
         import envs

@@ -10,7 +10,7 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -143,42 +143,107 @@ def _ranking(results: list[EpisodeResult]) -> dict[str, Any]:
     return {"ranking": pooled} if pooled else {}
 
 
+EPISODE_LOG = "episodes.jsonl"
+
+
+def _log_header(policy_cfg: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
+    # What makes two runs' episodes interchangeable: the policy and what it sees. Tasks, seeds and episode counts
+    # may differ (a resumed run may ask for more episodes); the (task, seed) of every line says which job it was.
+    return {"policy": policy_cfg, "image_size": list(cfg.image_size)}
+
+
+def _read_episode_log(path: Path, header: dict[str, Any]) -> dict[tuple[str, int], EpisodeResult]:
+    """The finished episodes of an earlier run of the same evaluation, by (task, seed).
+
+    A last line cut short (the run was killed while writing it) is dropped; any other unreadable line, or a header
+    from other policy settings, is an error naming the file.
+    """
+    lines = path.read_text().splitlines()
+    if not lines:
+        return {}
+    try:
+        first = json.loads(lines[0])["header"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: first line is not an episode-log header; delete the file or choose another "
+                         "eval.out") from exc
+    if first != header:
+        differ = sorted(k for k in {*first, *header} if first.get(k) != header.get(k))
+        if "policy" in differ:
+            pf, ph = first.get("policy") or {}, header["policy"]
+            differ += [f"policy.{k}" for k in sorted({*pf, *ph}) if pf.get(k) != ph.get(k)]
+        raise ValueError(f"{path} holds episodes of other settings ({', '.join(differ)}): eval.resume=true continues "
+                         "only the same evaluation; choose another eval.out or eval.resume=false")
+    done: dict[tuple[str, int], EpisodeResult] = {}
+    for i, line in enumerate(lines[1:], start=2):
+        try:
+            result = EpisodeResult(**json.loads(line))
+        except (ValueError, TypeError) as exc:
+            if i == len(lines):
+                break  # cut short by a kill mid-write: that episode runs again
+            raise ValueError(f"{path}, line {i}: not an episode record ({exc})") from exc
+        done[(result.task, result.seed)] = result
+    return done
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def evaluate(cfg: EvalConfig, policy_cfg: dict[str, Any], show_progress: bool = True) -> dict[str, Any]:
     """Evaluate a policy on every task in ``cfg`` and write ``<out>/eval_info.json``; returns its content.
 
     ``out`` is checked for writability first and created only by the first file written into it, so an
     evaluation that fails before its first episode (a missing checkpoint, a bad policy setting) leaves nothing.
+    Every finished episode is appended to ``<out>/episodes.jsonl`` at once, so a stopped evaluation loses only its
+    running episodes: ``eval.resume=true`` runs the rest (the records, and so ``eval_info.json``, are the same as
+    those of an uninterrupted run, except wall times).
     """
     from envs.tasks import TASK_CLASSES
 
     out = check_writable_dir(cfg.out, "eval.out")
-    jobs = []
+    log, header = out / EPISODE_LOG, _log_header(policy_cfg, cfg)
+    done = _read_episode_log(log, header) if cfg.resume and log.is_file() else {}
+    jobs, keys = [], []
     for task in cfg.tasks:
         for i in range(cfg.episodes):
             seed = cfg.seed + i
+            keys.append((task, seed))
+            if (task, seed) in done:
+                continue
             video = str(out / "videos" / f"{task}_seed{seed}.mp4") if cfg.videos else None
             jobs.append((task, seed, policy_cfg, cfg.image_size, video))
     start = time.perf_counter()
-    results: list[EpisodeResult] = []
-    bar = tqdm(total=len(jobs), desc=f"eval {policy_cfg['name']}", unit="ep", disable=not show_progress)
+    results = {key: done[key] for key in keys if key in done}
+    bar = tqdm(total=len(keys), initial=len(results), desc=f"eval {policy_cfg['name']}", unit="ep",
+               disable=not show_progress)
     with ExitStack() as stack:
         stack.callback(bar.close)  # also on errors, so that the error message starts a line of its own
-        if cfg.workers == 1:
+        if cfg.workers == 1 or len(jobs) <= 1:
             episodes = map(_run_job, jobs)
-        else:
+        else:  # in the order they finish, so that a stop loses only the running ones
             pool = stack.enter_context(ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")))
-            episodes = pool.map(_run_job, jobs)
+            episodes = (f.result() for f in as_completed([pool.submit(_run_job, job) for job in jobs]))
         for result in episodes:
-            results.append(result)
+            if not results:  # a fresh log, begun with the first episode so that a run failing before it leaves nothing
+                log.unlink(missing_ok=True)
+                _append_line(log, {"header": header})
+            _append_line(log, asdict(result))
+            results[(result.task, result.seed)] = result
             bar.update()
-            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+            bar.set_postfix(success=f"{np.mean([r.success for r in results.values()]):.2f}")
+    ordered = [results[key] for key in keys]
     stage_names = {t: list(TASK_CLASSES[t].stage_names) for t in cfg.tasks}
     info = {
         "policy": policy_cfg,
         "eval": asdict(cfg),
-        **aggregate(results, stage_names),
-        "per_episode": [asdict(r) for r in results],
+        **aggregate(ordered, stage_names),
+        "per_episode": [asdict(r) for r in ordered],
         "wall_time_s": time.perf_counter() - start,
+        "resumed_episodes": len(keys) - len(jobs),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
     }
     out.mkdir(parents=True, exist_ok=True)
