@@ -54,8 +54,8 @@ def main() -> int:
         tasks = [f"eval.tasks=[{','.join(args.tasks)}]"] if args.tasks else []
         cmd = ["eval", "sim", "policy=planner", f"checkpoint={ckpt}", f"planner.scorer={scorer}",
                f"planner.diagnostics={str(args.diagnostics).lower()}", f"eval.episodes={args.episodes}",
-               f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", "eval.resume=true", *tasks,
-               *args.overrides]
+               f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", "eval.resume=true",
+               *tasks, *args.overrides]
         if not (eval_dir / "eval_info.json").is_file():
             print("$ worldmodel " + " ".join(cmd), flush=True)
             if subprocess.call([sys.executable, "-m", "worldmodel.cli", *cmd]) != 0:
