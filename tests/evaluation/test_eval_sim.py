@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from worldmodel.cli import main
-from worldmodel.evaluation import wilson_interval
+from worldmodel.evaluation import mcnemar_exact, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -21,6 +21,14 @@ def test_wilson_interval_known_values():
     assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(0, 50)[0] == 0.0  # exact, not 1 - 1e-16
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+
+
+def test_mcnemar_exact_known_values():
+    assert mcnemar_exact(0, 6) == 2 * 0.5**6
+    assert mcnemar_exact(5, 1) == mcnemar_exact(1, 5) == 2 * (1 + 6) / 64
+    assert mcnemar_exact(3, 3) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)
 
 
 def test_eval_sim_writes_lerobot_style_json(tmp_path, capsys):

@@ -28,6 +28,26 @@ def test_report_from_real_eval_and_metrics(tmp_path):
     for png in ("success.png", "loss_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
     assert len(list((tmp_path / "report" / "videos").glob("*.mp4"))) == 4
+    random = json.loads((evals["random"] / "eval_info.json").read_text())["per_episode"]
+    only_random = sum(e["success"] for e in random)  # the scripted expert solves both tasks (stages above)
+    assert f"| random | 2 | {only_random} | {2 - only_random} |" in text
+
+
+def test_paired_table_counts_the_discordant_shared_episodes(tmp_path):
+    def info(successes):
+        episodes = [{"task": t, "seed": s, "success": ok} for (t, s), ok in successes.items()]
+        k = sum(successes.values())
+        return {"per_task": {}, "overall": {"pc_success": 100.0 * k / len(episodes), "ci95": [0.0, 100.0],
+                                           "n_episodes": len(episodes)}, "per_episode": episodes}
+
+    base = {("A", s): s < 5 for s in range(10)}                   # solves seeds 0-4
+    better = {("A", s): s < 9 for s in range(10)} | {("B", 0): 1}  # also 5-8; task B is not shared
+    for name, successes in (("base", base), ("better", better)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval_info.json").write_text(json.dumps(info(successes)))
+    text = build_report(tmp_path / "report", {n: tmp_path / n for n in ("base", "better")}, {}).read_text()
+    # 10 shared episodes, 4 solved only by `better`, none only by `base`: p = 2 * 0.5**4
+    assert "| better | 10 | 4 | 0 | +40.0 | 0.125 |" in text
 
 
 def test_training_minutes_counts_each_step_once_across_a_resume(tmp_path):

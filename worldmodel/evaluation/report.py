@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from worldmodel.evaluation.stats import mcnemar_exact  # noqa: E402
+
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
@@ -126,6 +128,27 @@ def _latency_table(evals: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _paired_table(evals: dict[str, dict[str, Any]]) -> list[str]:
+    # Every evaluation against the first one on the episodes both ran (same task and seed): the discordant
+    # episodes and the exact McNemar p-value, which is far more sensitive than comparing two Wilson intervals.
+    names = list(evals)
+    if len(names) < 2:
+        return []
+    first = {(e["task"], e["seed"]): bool(e["success"]) for e in evals[names[0]].get("per_episode", [])}
+    lines = [f"| policy | shared episodes | solved only by it | solved only by {names[0]} | difference (points) "
+             "| McNemar p |", "|---|---|---|---|---|---|"]
+    for name in names[1:]:
+        other = {(e["task"], e["seed"]): bool(e["success"]) for e in evals[name].get("per_episode", [])}
+        shared = [key for key in other if key in first]
+        if not shared:
+            continue
+        wins = sum(other[k] and not first[k] for k in shared)
+        losses = sum(first[k] and not other[k] for k in shared)
+        lines.append(f"| {name} | {len(shared)} | {wins} | {losses} | {100.0 * (wins - losses) / len(shared):+.1f} "
+                     f"| {mcnemar_exact(wins, losses):.3f} |")
+    return lines if len(lines) > 2 else []
+
+
 def _fmt(value: Any, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -166,6 +189,11 @@ def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[s
     lines = [f"# {title}", "", *(notes or []), "", "## Closed-loop success (%)", "",
              "Success in % with the 95 % Wilson interval and the number of episodes.", "", *_success_table(infos),
              "", "![success](success.png)", "", "## Stages of the multi-stage tasks", "", *_stage_table(infos), ""]
+    paired = _paired_table(infos)
+    if paired:
+        lines += [f"## Paired against {next(iter(infos))}", "",
+                  "On the episodes both evaluations ran (same task and seed): how many only one of the two solved, "
+                  "and the two-sided exact McNemar p-value of the difference.", "", *paired, ""]
     latency = _latency_table(infos)
     if len(latency) > 2:
         lines += ["## Decision latency", "", *latency, ""]

@@ -22,3 +22,19 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return low, high
+
+
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value of a paired comparison of two policies on the same episodes.
+
+    Only the discordant episodes count: ``wins`` solved by the first policy alone, ``losses`` by the second alone.
+    Under "no difference" each discordant episode is a fair coin, so p is twice the binomial tail of the smaller
+    count (capped at 1); 1.0 when there is no discordant episode.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be >= 0, got {wins}, {losses}")
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
