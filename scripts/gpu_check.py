@@ -97,7 +97,11 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    step()  # warm-up (allocations, kernels)
+    sync()
+    warm = time.perf_counter()
+    step()  # warm-up (allocations, kernels; with --compile, the compilation)
+    sync()
+    warm = time.perf_counter() - warm
     with FlopCounterMode(display=False) as counter:  # counted eagerly: the same FLOPs, compiled or not
         step(model)
     flops = counter.get_total_flops()
@@ -113,7 +117,7 @@ def main() -> None:
           f"batch {args.batch}, {args.dtype}{', compiled' if args.compile else ''}, device {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'})")
     print(f"step {1000 * seconds:.1f} ms, {tokens / seconds:,.0f} tokens/s, {args.batch / seconds:.1f} samples/s, "
-          f"loss {loss:.4f}")
+          f"loss {loss:.4f} (first step {warm:.1f} s{', compiling' if args.compile else ''})")
     peak = peak_tflops(device, args.peak_tflops)
     achieved = flops / seconds / 1e12
     mfu = f", MFU {100 * achieved / peak:.1f} % of {peak:.0f} TFLOP/s" if peak else ""
