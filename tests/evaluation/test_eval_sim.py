@@ -127,6 +127,8 @@ def test_eval_sim_resumes_a_stopped_evaluation(tmp_path, monkeypatch, capsys):
     assert sorted(ran) == sorted({(e["task"], e["seed"]) for e in full["per_episode"]} - done)
     resumed = json.loads((cut / "eval_info.json").read_text())
     assert _records(resumed) == _records(full) and resumed["resumed_episodes"] == 2
+    log = [json.loads(line) for line in (cut / "episodes.jsonl").read_text().splitlines()]  # the cut line is gone
+    assert len(log) == 1 + 4 and sorted((r["task"], r["seed"]) for r in log[1:]) == sorted(done | set(ran))
     assert resumed["overall"] == full["overall"]
     untimed = [{t: {k: v for k, v in agg.items() if k != "avg_wall_time_s"} for t, agg in info["per_task"].items()}
                for info in (resumed, full)]

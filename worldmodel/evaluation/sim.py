@@ -158,7 +158,8 @@ def _read_episode_log(path: Path, header: dict[str, Any]) -> dict[tuple[str, int
     A last line cut short (the run was killed while writing it) is dropped; any other unreadable line, or a header
     from other policy settings, is an error naming the file.
     """
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines()
     if not lines:
         return {}
     try:
@@ -178,10 +179,15 @@ def _read_episode_log(path: Path, header: dict[str, Any]) -> dict[tuple[str, int
         try:
             result = EpisodeResult(**json.loads(line))
         except (ValueError, TypeError) as exc:
-            if i == len(lines):
-                break  # cut short by a kill mid-write: that episode runs again
+            if i == len(lines):  # cut short by a kill mid-write: that episode runs again
+                lines.pop()
+                break
             raise ValueError(f"{path}, line {i}: not an episode record ({exc})") from exc
         done[(result.task, result.seed)] = result
+    if not text.endswith("\n"):  # drop the cut line (or end the last one) before anything is appended
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
     return done
 
 
