@@ -189,12 +189,12 @@ def init_from_checkpoint(model: nn.Module, projector: nn.Module, path: str | Pat
     # the layers of an optional input this model is built without: the checkpoint's weights of them are not used
     removed = tuple(p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes
                     if any(k.startswith(p) for k in weights) and not any(k.startswith(p) for k in own))
-    dropped = sorted(k for k in weights if removed and k.startswith(removed))
+    dropped = sorted(k for k in weights if k.startswith(removed))  # an empty tuple matches nothing
     if dropped and not leave_out:
         raise ValueError(f"init={ckpt}: parameter {dropped[0]!r} of the checkpoint does not exist in this model "
                          f"({len(dropped)} such, of inputs this model is built without; init_leave_out=true leaves "
                          f"them out, or build the model with the checkpoint's inputs)")
-    weights = {k: v for k, v in weights.items() if not (removed and k.startswith(removed))}
+    weights = {k: v for k, v in weights.items() if not k.startswith(removed)}
     # the layers of an optional input the checkpoint's model was built without: its weights lack them
     added = [p for prefixes in OPTIONAL_INPUTS.values() for p in prefixes if not any(k.startswith(p) for k in weights)]
     chunk = getattr(getattr(model, "cfg", None), "future_frames", None)
