@@ -152,3 +152,32 @@ def test_parts_must_agree_on_what_the_loader_reads(tiny_dataset, part_b, tmp_pat
     with pytest.raises(DatasetError, match="language embeddings of 512 vs 384 dims") as err:
         ConcatRLDS([a, b])
     assert str(tiny_dataset) in str(err.value) and str(part_b) in str(err.value)
+
+
+def test_mixture_weights_set_each_dataset_share_of_the_clips(tiny_dataset, part_b, tiny_stats):
+    """data.weights=[1, 3]: the second dataset (3 of the 11 episodes) gives ~3/4 of the clips, not 3/11; the stream
+    stays seeded and resumes exactly; a weight list that does not match data.dir is refused, naming data.weights."""
+    def share_b(weights):
+        cfg = ClipConfig(1, 2, image_size=(16, 20), clips_per_episode=4, epochs=10, shuffle_buffer=8,
+                         weights=weights)
+        ids = [tuple(c["clip_id"].tolist()) for c in ClipDataset([tiny_dataset, part_b], cfg, tiny_stats)]
+        return ids, np.mean([e >= len(LENGTHS) for e, _ in ids])
+
+    ids, share = share_b([1.0, 3.0])
+    assert abs(share - 0.75) < 0.04, share
+    assert abs(len(ids) / 10 - 4 * 11) < 4  # the epoch's size is kept in expectation
+    long_enough = sum(n >= 3 for n in LENGTHS)  # an episode shorter than a clip gives none
+    assert abs(share_b(None)[1] - 3 / (long_enough + 3)) < 1e-9  # unweighted: every episode draws 4
+    assert abs(share_b([1.0, 0.0])[1]) < 1e-9
+    assert share_b([1.0, 3.0])[0] == ids
+    cfg = ClipConfig(1, 2, image_size=(16, 20), clips_per_episode=4, epochs=1, weights=[1.0, 3.0])
+    whole = [tuple(c["clip_id"].tolist()) for c in ClipDataset([tiny_dataset, part_b], cfg, tiny_stats)]
+    resumed = ClipDataset([tiny_dataset, part_b], cfg, tiny_stats)
+    resumed.set_resume({0: (0, 7)})
+    assert [tuple(c["clip_id"].tolist()) for c in resumed] == whole[7:]
+    with pytest.raises(ValueError, match=r"data\.weights has 3 entries but data\.dir names 2"):
+        ClipDataset([tiny_dataset, part_b], ClipConfig(1, 2, clips_per_episode=4, weights=[1, 1, 1]), tiny_stats)
+    with pytest.raises(ValueError, match=r"data\.weights needs data\.clips_per_episode"):
+        ClipConfig(1, 2, weights=[1, 1])
+    with pytest.raises(ValueError, match=r"data\.weights must be non-negative"):
+        ClipConfig(1, 2, clips_per_episode=4, weights=[1, -1])

@@ -80,6 +80,11 @@ class ClipConfig:
             many pixels at model resolution, edges replicated (the random-shift / crop augmentation of DrQ and
             Diffusion Policy); 0: off. Drawn from the clip's stream position, so batches stay reproducible
             and a resumed run sees the same shifts.
+        weights: mixture weights when several datasets are read as one (``data.dir=[a,b,...]``), one per dataset
+            in order, like Octo's dataset ``sample_weights``: dataset ``d`` gives a share ``w_d / sum(w)`` of the
+            clips whatever its episode count (its episodes draw ``clips_per_episode · share_d · N / N_d`` starts
+            each, stochastically rounded, so the shares hold in expectation). None: every episode weighs the
+            same. Needs ``clips_per_episode > 0``.
     """
 
     context_frames: int = 1
@@ -97,6 +102,7 @@ class ClipConfig:
     clips_per_episode: int = 0
     max_episodes: int | None = None
     random_shift: int = 0
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
@@ -112,6 +118,12 @@ class ClipConfig:
             raise ValueError(f"data.max_episodes must be >= 1 or null, got {self.max_episodes}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"data.epochs must be >= 1 or null, got {self.epochs}")
+        if self.weights is not None:
+            self.weights = [float(w) for w in self.weights]
+            if not self.weights or min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise ValueError(f"data.weights must be non-negative with a positive sum, got {self.weights}")
+            if self.clips_per_episode < 1:
+                raise ValueError("data.weights needs data.clips_per_episode > 0 (starts drawn per episode)")
 
     @property
     def clip_length(self) -> int:
@@ -186,6 +198,7 @@ class ClipDataset(IterableDataset):
         self.num_episodes = opened.num_episodes if config.max_episodes is None else \
             min(opened.num_episodes, config.max_episodes)
         self.language_dim = opened.language_dim()
+        self.episode_rates = self._episode_rates(opened, config.weights)
         self.strict = strict
         self.config = config
         self.stats = stats
@@ -197,6 +210,25 @@ class ClipDataset(IterableDataset):
         self.epoch = 0
         self._resume: dict[int, tuple[int, int]] = {}
         self._rlds: RLDSDataset | ConcatRLDS | None = None  # opened lazily in each worker (tfds objects do not pickle)
+
+    def _episode_rates(self, opened: RLDSDataset | ConcatRLDS, weights: list[float] | None) -> np.ndarray | None:
+        """Per episode, the multiple of ``clips_per_episode`` it draws under ``weights`` (None: all 1)."""
+        if weights is None:
+            return None
+        offsets = getattr(opened, "offsets", [0])
+        if len(weights) != len(offsets):
+            raise ValueError(f"data.weights has {len(weights)} entries but data.dir names {len(offsets)} "
+                             f"dataset(s)")
+        bounds = [min(o, self.num_episodes) for o in offsets] + [self.num_episodes]
+        counts = np.diff(bounds)
+        live = [w for w, n in zip(weights, counts, strict=True) if n > 0]
+        if not live or sum(live) <= 0:
+            raise ValueError(f"data.weights {weights}: no weighted dataset has episodes to read")
+        rates = np.zeros(self.num_episodes)
+        for w, lo, hi in zip(weights, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo:
+                rates[lo:hi] = (w / sum(live)) * self.num_episodes / (hi - lo)
+        return rates
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -249,7 +281,11 @@ class ClipDataset(IterableDataset):
             ep = self._prepare(raw)
             starts = range(0, ep["length"] - cfg.clip_length + 1, cfg.stride)
             if cfg.clips_per_episode and len(starts):
-                starts = sorted(rng.choice(starts, cfg.clips_per_episode).tolist())
+                count = cfg.clips_per_episode
+                if self.episode_rates is not None:  # stochastic rounding keeps the mixture's shares in expectation
+                    expected = count * self.episode_rates[ep["index"]]
+                    count = int(expected) + int(rng.random() < expected - int(expected))
+                starts = sorted(rng.choice(starts, count).tolist())
             for start in starts:
                 if not cfg.shuffle:
                     yield ep, start
