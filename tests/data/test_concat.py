@@ -181,3 +181,24 @@ def test_mixture_weights_set_each_dataset_share_of_the_clips(tiny_dataset, part_
         ClipConfig(1, 2, weights=[1, 1])
     with pytest.raises(ValueError, match=r"data\.weights must be non-negative"):
         ClipConfig(1, 2, clips_per_episode=4, weights=[1, -1])
+
+
+def test_mixture_weights_through_the_data_config(tiny_dataset, part_b, tmp_path):
+    """data.weights from the command line reaches the training stream, and the trainer's fixed validation clip
+    (every start, in episode order) ignores it."""
+    from worldmodel.cli import compose
+    from worldmodel.data import build_clip_loader
+    from worldmodel.training.samples import validation_clip
+
+    cfg = compose("finetune_rt1", ["data=sim", f"data.dir=[{tiny_dataset},{part_b}]", "data.weights=[0,1]",
+                                   "data.clips_per_episode=3", "data.num_workers=0", "data.epochs=2",
+                                   "data.shuffle_buffer=4", "model=tiny"]).data
+    loader, stats = build_clip_loader(cfg, batch_size=4, run_dir=tmp_path / "run")
+    assert loader.dataset.config.weights == [0.0, 1.0]
+    assert {e for b in loader for e, _ in b["clip_id"].tolist()} == {8, 9, 10}  # only part B's episodes
+    first = next(iter(ClipDataset([tiny_dataset, part_b], ClipConfig(1, 2, image_size=tuple(cfg.image_size),
+                                                                     shuffle=False), stats)))
+    assert first["clip_id"].tolist() == [0, 0]
+    val = validation_clip(cfg, stats)
+    for key in ("frames", "actions"):
+        np.testing.assert_array_equal(val[key].numpy(), first[key].numpy())

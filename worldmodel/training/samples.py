@@ -35,7 +35,8 @@ def validation_clip(data_cfg: Any, stats: ActionStats | None,
         ``frames`` (K+F, 3, H, W), ``language`` (512,), ``actions`` (F, 7) unless video-only, and ``instruction`` /
         ``state`` when the clips carry them.
     """
-    cfg = dataclasses.replace(clip_cfg or clip_config(data_cfg), shuffle=False, epochs=1, clips_per_episode=0)
+    cfg = dataclasses.replace(clip_cfg or clip_config(data_cfg), shuffle=False, epochs=1, clips_per_episode=0,
+                              weights=None)
     clips = ClipDataset(dataset_path(data_cfg), cfg, stats, rank=0, world_size=1, name=data_cfg.get("name"),
                         version=data_cfg.get("version"), strict=data_config(data_cfg).strict,
                         verify_shards=False)
