@@ -3,6 +3,7 @@
 Rungs (``planner.scorer``, docs/planner.md "Where planning loses"), every one with ``planner.diagnostics`` so that
 each decision's scores are ranked against the true simulator's:
 
+* ``dit``              the model's own policy (``policy=dit``; rung a): what every other rung is paired against
 * ``none``             the first proposal: the policy verb alone (rung a, with the planner's proposals)
 * ``oracle``           true futures, true progress: the upper bound of best-of-N over these proposals (b)
 * ``learned_on_true``  true futures, learned scorer: isolates the scorer (c)
@@ -24,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNGS = ("none", "oracle", "learned_on_true", "learned", "scorer")
+RUNGS = ("dit", "none", "oracle", "learned_on_true", "learned", "scorer")
 
 
 def main() -> int:
@@ -32,7 +33,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--scorer-checkpoint", default=None, help="the re-trained scorer's checkpoint (rung scorer)")
     parser.add_argument("--out", default="outputs/ladder")
-    parser.add_argument("--rungs", nargs="+", default=list(RUNGS[:4]), choices=RUNGS)
+    parser.add_argument("--rungs", nargs="+", default=list(RUNGS[:5]), choices=RUNGS)
     parser.add_argument("--episodes", type=int, default=10, help="held-out episodes per task")
     parser.add_argument("--seed", type=int, default=10000)
     parser.add_argument("--tasks", nargs="+", default=None, help="default: all six")
@@ -52,10 +53,12 @@ def main() -> int:
         ckpt = args.scorer_checkpoint if rung == "scorer" else args.checkpoint
         scorer = "learned" if rung == "scorer" else rung
         tasks = [f"eval.tasks=[{','.join(args.tasks)}]"] if args.tasks else []
-        cmd = ["eval", "sim", "policy=planner", f"checkpoint={ckpt}", f"planner.scorer={scorer}",
-               f"planner.diagnostics={str(args.diagnostics).lower()}", f"eval.episodes={args.episodes}",
+        policy = ["policy=dit"] if rung == "dit" else [
+            "policy=planner", f"planner.scorer={scorer}", f"planner.diagnostics={str(args.diagnostics).lower()}"]
+        cmd = ["eval", "sim", *policy, f"checkpoint={ckpt}", f"eval.episodes={args.episodes}",
                f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", "eval.resume=true",
-               *tasks, *args.overrides]
+               *tasks, *(args.overrides if rung != "dit" else [o for o in args.overrides
+                                                               if not o.startswith("planner.")])]
         if not (eval_dir / "eval_info.json").is_file():
             print("$ worldmodel " + " ".join(cmd), flush=True)
             if subprocess.call([sys.executable, "-m", "worldmodel.cli", *cmd]) != 0:

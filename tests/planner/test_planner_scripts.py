@@ -36,14 +36,16 @@ def test_ladder_runs_rungs_and_reports(tmp_path, write_tiny_checkpoint) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "run")
     out = tmp_path / "ladder"
     cmd = [sys.executable, str(ROOT / "scripts" / "ladder.py"), "--checkpoint", str(ckpt), "--out", str(out),
-           "--rungs", "none", "oracle", "--episodes", "1", "--tasks", "CloseDrawer", "--workers", "1",
+           "--rungs", "dit", "none", "oracle", "--episodes", "1", "--tasks", "CloseDrawer", "--workers", "1",
            "eval.image_size=[32,40]", "planner.num_candidates=2", "planner.horizon=2", "planner.sampling_steps=1"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rung in ("none", "oracle"):
         info = json.loads((out / "evals" / rung / "eval_info.json").read_text())
         assert info["per_episode"][0]["extras"]["scorer"] == rung
+    assert json.loads((out / "evals" / "dit" / "eval_info.json").read_text())["policy"]["name"] == "dit"
     report = (out / "report" / "README.md").read_text()
     assert "Ranking quality" in report and "oracle" in report
     # the report's command reproduces the run: the overrides stay apart from --tasks' values
-    assert "--rungs none oracle --tasks CloseDrawer -- eval.image_size=[32,40]" in report
+    assert "--rungs dit none oracle --tasks CloseDrawer -- eval.image_size=[32,40]" in report
+    assert "Paired against dit" in report
