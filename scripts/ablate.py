@@ -35,7 +35,8 @@ VARIANTS: dict[str, list[str]] = {
     "patch8": ["model.patch=8"],
     "episodes120": ["data.max_episodes=120", "data.stats_max_episodes=120"],
     "episodes300": ["data.max_episodes=300", "data.stats_max_episodes=300"],
-    "fm": ["objective=fm"],
+    "fm": ["objective.selfflow=false"],  # the recipe's own objective since the tenth session (a no-op row now)
+    "selfflow": ["objective.selfflow=true"],
     "action_only": ["model.future_frame_tokens=false", *POLICY_ONLY],
 }
 

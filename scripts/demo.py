@@ -79,7 +79,7 @@ def main() -> int:
                                       "workers=2"], log)
     train = ["data=sim", f"data.dir={data}", "logger=none", "train.sample_every=500", "train.ckpt_every=500"]
     # pretraining builds the same network (its instruction and state layers stay frozen: video has neither)
-    stage("2/6 Self-Flow pretraining", ["pretrain", "+experiment=reference", *train,
+    stage("2/6 Self-Flow pretraining", ["pretrain", "+experiment=reference", "objective.selfflow=true", *train,
                                         f"train.steps={args.pretrain_steps}", f"run_dir={pre}"], log)
     stage("3/6 keypoint pretraining", ["--data", str(data / "tabletop_sim" / "0.1.0"), "--init", str(pre), "--out",
                                        str(kp), "--language", "--steps", str(args.keypoint_steps), "--heldout", "6"],

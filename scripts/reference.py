@@ -8,13 +8,13 @@ Stages (each a command; rerunning the script continues where it stopped):
                                  positions), ``--base-steps``, ``resume=auto``
 3. ``pretrain_keypoints.py``     the keypoint net + head alone, by regression from pixels, steered by the
                                  instruction (``--language``), from the base; ``--keypoint-steps`` × 64
-4. ``worldmodel finetune rt1``   the competence recipe ``+experiment=reference`` (configs/experiment/reference.yaml)
-                                 from stage 3, ``--steps``, ``resume=auto``
+4. ``worldmodel finetune rt1``   the competence recipe ``+experiment=reference`` (configs/experiment/reference.yaml:
+                                 flow matching, 6,000 steps) from stage 3, ``resume=auto``
 5. export                        EMA weights, progress head, config and statistics to ``--export`` (safetensors
                                  only, :func:`worldmodel.training.checkpoint.export_weights`)
 6. ``worldmodel eval sim``       ``policy=dit`` on held-out episode seeds (``--eval-seed``, default 10000)
 
-    python scripts/reference.py [--out outputs/reference] [--export checkpoints/reference] [--steps 3000]
+    python scripts/reference.py [--out outputs/reference] [--export checkpoints/reference] [--steps 6000]
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def main() -> int:
     parser.add_argument("--tasks", default=GRASP_WEIGHTED, help="the data's task list (episode i runs task i mod n)")
     parser.add_argument("--base-steps", type=int, default=5000, help="stage 2")
     parser.add_argument("--keypoint-steps", type=int, default=4000, help="stage 3 (batch 64)")
-    parser.add_argument("--steps", type=int, default=3000, help="stage 4")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="stage 4 (default: the recipe's train.steps, configs/experiment/reference.yaml)")
     parser.add_argument("--eval-episodes", type=int, default=30, help="per task (0: skip the evaluation)")
     parser.add_argument("--eval-seed", type=int, default=10000, help="first held-out episode seed")
     parser.add_argument("--workers", type=int, default=2, help="processes for data and evaluation")
@@ -73,7 +74,8 @@ def main() -> int:
             "--language", "--steps", str(args.keypoint_steps)], script=str(Path(__file__).with_name(
                 "pretrain_keypoints.py")))
     minutes["finetune"] = run("finetune", ["finetune", "rt1", "+experiment=reference", *common,
-                                           f"init={keypoints}", f"train.steps={args.steps}", f"run_dir={run_dir}"])
+                                           f"init={keypoints}", f"run_dir={run_dir}",
+                                           *([f"train.steps={args.steps}"] if args.steps else [])])
     from worldmodel.training.checkpoint import export_weights
 
     export = Path(args.export)
@@ -88,7 +90,7 @@ def main() -> int:
         from worldmodel.evaluation.report import build_report
 
         notes = [f"`python scripts/reference.py --out {out} --base-steps {args.base_steps} --keypoint-steps "
-                 f"{args.keypoint_steps} --steps {args.steps} --eval-episodes {args.eval_episodes} "
+                 f"{args.keypoint_steps}{f' --steps {args.steps}' if args.steps else ''} --eval-episodes {args.eval_episodes} "
                  f"--eval-seed {args.eval_seed}`"]
         report = build_report(out / "report", {"dit (reference)": out / "eval_dit"},
                               {"base": base, "reference": run_dir}, notes, title="The reference model")
