@@ -89,9 +89,9 @@ def main() -> int:
                                        f"eval.workers={args.workers}", f"eval.out={out / 'eval_dit'}"])
         from worldmodel.evaluation.report import build_report
 
+        steps = f" --steps {args.steps}" if args.steps else ""
         notes = [f"`python scripts/reference.py --out {out} --base-steps {args.base_steps} --keypoint-steps "
-                 f"{args.keypoint_steps}{f' --steps {args.steps}' if args.steps else ''} --eval-episodes {args.eval_episodes} "
-                 f"--eval-seed {args.eval_seed}`"]
+                 f"{args.keypoint_steps}{steps} --eval-episodes {args.eval_episodes} --eval-seed {args.eval_seed}`"]
         report = build_report(out / "report", {"dit (reference)": out / "eval_dit"},
                               {"base": base, "reference": run_dir}, notes, title="The reference model")
         print(f"report: {report}")
