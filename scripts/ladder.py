@@ -57,8 +57,7 @@ def main() -> int:
             "policy=planner", f"planner.scorer={scorer}", f"planner.diagnostics={str(args.diagnostics).lower()}"]
         cmd = ["eval", "sim", *policy, f"checkpoint={ckpt}", f"eval.episodes={args.episodes}",
                f"eval.seed={args.seed}", f"eval.workers={args.workers}", f"eval.out={eval_dir}", "eval.resume=true",
-               *tasks, *(args.overrides if rung != "dit" else [o for o in args.overrides
-                                                               if not o.startswith("planner.")])]
+               *tasks, *args.overrides]  # the planner group is always composed; policy=dit ignores it
         if not (eval_dir / "eval_info.json").is_file():
             print("$ worldmodel " + " ".join(cmd), flush=True)
             if subprocess.call([sys.executable, "-m", "worldmodel.cli", *cmd]) != 0:

@@ -221,13 +221,13 @@ class ClipDataset(IterableDataset):
                              f"dataset(s)")
         bounds = [min(o, self.num_episodes) for o in offsets] + [self.num_episodes]
         counts = np.diff(bounds)
-        live = [w for w, n in zip(weights, counts, strict=True) if n > 0]
-        if not live or sum(live) <= 0:
+        total = sum(w for w, n in zip(weights, counts, strict=True) if n > 0)  # datasets max_episodes reaches
+        if total <= 0:
             raise ValueError(f"data.weights {weights}: no weighted dataset has episodes to read")
         rates = np.zeros(self.num_episodes)
         for w, lo, hi in zip(weights, bounds[:-1], bounds[1:], strict=True):
             if hi > lo:
-                rates[lo:hi] = (w / sum(live)) * self.num_episodes / (hi - lo)
+                rates[lo:hi] = (w / total) * self.num_episodes / (hi - lo)
         return rates
 
     def __getstate__(self) -> dict[str, Any]:
