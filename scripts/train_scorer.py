@@ -2,12 +2,14 @@
 
 1. collect: the ``planner`` policy plays ``--episodes`` episodes per task on *training* seeds (default 50000+,
    away from the evaluation seeds 10000+) with ``planner.diagnostics``: every decision's context, the imagined
-   futures of its final candidates and each candidate's true progress in a restored copy of the simulator;
-2. train: :func:`worldmodel.training.scorer.train_scorer` (frozen DiT, pairwise ranking loss), episodes split
-   80 / 20, the held-out decisions' Spearman and top-1 before and after printed and saved;
+   futures of its final candidates, their true futures and each candidate's true progress in a restored copy of
+   the simulator;
+2. train: :func:`worldmodel.training.scorer.train_scorer` (frozen DiT, pairwise ranking loss) on the imagined or
+   the true futures (``--futures``), episodes split 80 / 20, the held-out decisions' Spearman and top-1 before and
+   after, on both futures, printed and saved;
 3. export: the checkpoint with the new head at ``<out>/checkpoint`` (weights only).
 
-    python scripts/train_scorer.py --checkpoint checkpoints/reference [--out outputs/scorer] [--episodes 4]
+    python scripts/train_scorer.py --checkpoint checkpoints/reference [--out outputs/scorer] [--episodes 4] [--futures real]
 
 Rerunning reuses ``<out>/futures.npz`` (pass ``--recollect`` to play again).
 """
@@ -42,7 +44,7 @@ def collect(world_model, tasks: list[str], episodes: int, seed: int, planner: di
             obs, info = env.reset(seed=ep_seed)
             policy = PlannerPolicy(env=env, world_model=world_model, planner=cfg, seed=ep_seed)
             policy.reset(ep_seed)
-            rows: dict[str, list] = {k: [] for k in ("context", "imagined", "true_progress")}
+            rows: dict[str, list] = {k: [] for k in ("context", "imagined", "real", "true_progress")}
             done = False
             while not done:
                 action = policy.select_action(obs)
@@ -50,6 +52,7 @@ def collect(world_model, tasks: list[str], episodes: int, seed: int, planner: di
                 if d is not None and d.imagined is not None:
                     rows["context"].append(world_model.decode_frames(world_model.context(d.context))[0])
                     rows["imagined"].append(d.imagined)
+                    rows["real"].append(d.real)
                     rows["true_progress"].append(d.true_progress.astype(np.float32))
                     policy.last_diagnosis = None
                 obs, _, terminated, truncated, info = env.step(action)
@@ -60,7 +63,8 @@ def collect(world_model, tasks: list[str], episodes: int, seed: int, planner: di
             parts.append(RankedFutures(
                 np.stack(rows["context"]), np.stack(rows["imagined"]), np.stack(rows["true_progress"]),
                 np.full(m, stages, np.int64), np.repeat(obs["natural_language_embedding"][None], m, 0),
-                np.array([obs["natural_language_instruction"]] * m), np.array([task] * m), np.full(m, ep_seed)))
+                np.array([obs["natural_language_instruction"]] * m), np.array([task] * m), np.full(m, ep_seed),
+                np.stack(rows["real"])))
             print(f"  {task} seed {ep_seed}: {m} decisions, success={bool(info.get('is_success'))}", flush=True)
     return RankedFutures.concatenate(parts)
 
@@ -76,6 +80,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=400, help="head training steps")
     parser.add_argument("--image-size", type=int, nargs=2, default=(256, 320))
     parser.add_argument("--recollect", action="store_true")
+    parser.add_argument("--futures", choices=("imagined", "real"), default="imagined",
+                        help="train the head on the imagined futures (the planner's) or the true simulator's")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
@@ -98,7 +104,7 @@ def main() -> int:
     data = RankedFutures.load(futures)
     collect_min = (time.perf_counter() - start) / 60
     start = time.perf_counter()
-    head, report = train_scorer(wm, data, steps=args.steps)
+    head, report = train_scorer(wm, data, steps=args.steps, futures=args.futures)
     train_min = (time.perf_counter() - start) / 60
     dest = out / "checkpoint"
     if dest.exists():

@@ -38,6 +38,8 @@ class Diagnosis:
         true_progress: (N,) float64, the true task progress after each candidate chunk.
         imagined: (N, T, h, w, 3) uint8 futures the planner scored at the model's resolution (None when it scored
             the true simulator's).
+        real: (N, T, h, w, 3) uint8, the true simulator's futures of the same candidates at the model's resolution
+            (None for a model without frame tokens).
     """
 
     context: np.ndarray
@@ -45,6 +47,7 @@ class Diagnosis:
     scores: np.ndarray
     true_progress: np.ndarray
     imagined: np.ndarray | None
+    real: np.ndarray | None = None
 
 
 def decision_seed(seed: int, decision: int) -> int:
@@ -137,11 +140,12 @@ class PlannerPolicy(DiTPolicy):
         true = self.simulator.rollout(result.candidates)
         imagined = real = None
         wm = self.world_model
-        if self._futures is not None and wm.imagines:
-            imagined = wm.decode_frames(self._futures.lookup(result.candidates))
+        if wm.imagines:
             real = wm.decode_frames(wm.encode_frames(true.frames))
+            if self._futures is not None:
+                imagined = wm.decode_frames(self._futures.lookup(result.candidates))
         self.last_diagnosis = Diagnosis(np.stack(self._context), result.candidates, result.scores, true.progress,
-                                        imagined)
+                                        imagined, real)
         chosen = int(np.argmax(result.scores))  # the planner's pick: the first lowest cost
         return rank_decision(result.scores, true.progress, chosen, imagined, real)
 

@@ -25,10 +25,12 @@ def test_train_scorer_collects_trains_and_exports(tmp_path, write_tiny_checkpoin
     data = RankedFutures.load(out / "futures.npz")
     wm = WorldModel.from_checkpoint(ckpt)
     assert data.imagined.shape[1] == 3 and data.imagined.shape[3:] == (wm.cfg.frame_height, wm.cfg.frame_width, 3)
+    assert data.real.shape == data.imagined.shape  # the true futures of the same candidates, at the same size
     assert data.context.shape[1] == wm.context_frames and set(data.episode.tolist()) == {50000, 50001}
     assert np.isfinite(data.true_progress).all() and set(data.task.tolist()) == {"CloseDrawer"}
     summary = json.loads((out / "scorer.json").read_text())
-    assert summary["decisions_train"] + summary["decisions_val"] == len(data)
+    assert summary["decisions_train"] + summary["decisions_val"] == len(data) and summary["futures"] == "imagined"
+    assert "spearman_other_after" in summary
     assert WorldModel.from_checkpoint(out / "checkpoint").progress_head is not None
 
 

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def toy_futures(wm: WorldModel, decisions: int = 24, n: int = 4, seed: int = 0) -> RankedFutures:
     """Candidates whose last imagined frame is a grey level; the true progress grows with the brightness, so the
-    brightest candidate is the known best of each decision."""
+    brightest candidate is the known best of each decision. Their "real" futures are the negatives: there the
+    darkest is the best."""
     rng = np.random.default_rng(seed)
     h, w = wm.model.cfg.frame_height, wm.model.cfg.frame_width
     levels = rng.uniform(20, 235, size=(decisions, n))
@@ -24,7 +25,7 @@ def toy_futures(wm: WorldModel, decisions: int = 24, n: int = 4, seed: int = 0) 
     return RankedFutures(
         context, imagined, (levels / 255.0).astype(np.float32), np.ones(decisions, np.int64),
         np.zeros((decisions, wm.model.cfg.lang_dim), np.float32), np.array(["pick coke can"] * decisions),
-        np.array(["PickCan"] * decisions), np.arange(decisions) // 2)
+        np.array(["PickCan"] * decisions), np.arange(decisions) // 2, 255 - imagined)
 
 
 def test_ranking_loss_prefers_the_true_order() -> None:
@@ -57,6 +58,16 @@ def test_trained_head_picks_the_known_best(tmp_path) -> None:
     for k, v in wm.progress_head.state_dict().items():  # the world model's own head is untouched
         assert torch.equal(v, before[k])
     assert any(not torch.equal(v, before[k]) for k, v in head.state_dict().items())
+
+
+def test_head_trained_on_real_futures_ranks_those(tmp_path) -> None:
+    wm = WorldModel.random("tiny", seed=0)
+    head, report = train_scorer(wm, toy_futures(wm), steps=150, lr=3e-3, batch=8, val_fraction=0.25, futures="real")
+    assert report.futures == "real"
+    assert report.spearman_after >= 0.8 and report.top1_after == 1.0  # the dark real future is the best
+    assert report.spearman_other_after <= -0.8  # so on the (inverted) imagined futures it ranks backwards
+    with pytest.raises(ValueError, match="futures"):
+        train_scorer(wm, toy_futures(wm), steps=1, futures="true")
 
 
 def test_load_names_the_missing_key(tmp_path) -> None:

@@ -7,7 +7,11 @@ that ranks"):
 
 * the data (:class:`RankedFutures`) are decisions of the planner itself in closed loop, with failures, recorded by
   ``planner.diagnostics``: the context, the N candidates' *imagined* futures and each candidate's true task progress
-  after executing it in a restored copy of the simulator (stages completed + within-stage fraction);
+  after executing it in a restored copy of the simulator (stages completed + within-stage fraction), and the true
+  simulator's rendered futures of the same candidates (``real``);
+* the head trains on either futures (``futures="imagined"`` or ``"real"``) and is measured on both: trained on the
+  true frames it isolates the scorer (the ladder's ``learned_on_true`` rung) and tells whether it transfers to
+  imagination;
 * the head reads the DiT's own hidden states of (context + imagined clip), exactly as the planner's cost does; the
   DiT stays frozen, so its pooled features are computed once (:func:`pooled_features`) and the head trains on them;
 * the loss (:func:`ranking_loss`) is a pairwise logistic loss between the candidates of one decision, each pair
@@ -35,6 +39,9 @@ from torch import Tensor
 from worldmodel.models.progress import ProgressHead, clean_frame_states
 from worldmodel.planner.ranking import spearman
 
+# which futures of a decision the scorer reads: the world model's imagination or the true simulator's frames
+FUTURES = ("imagined", "real")
+
 
 @dataclass
 class RankedFutures:
@@ -49,6 +56,8 @@ class RankedFutures:
         instruction: (M,) str, the instruction text (instruction tokens are computed from it).
         task: (M,) str, the task name.
         episode: (M,) int64, the episode seed (decisions of one episode go to the same split).
+        real: (M, N, T, h, w, 3) uint8, the true simulator's futures of the same candidates (what the scorer sees
+            in the ladder's ``learned_on_true`` rung).
     """
 
     context: np.ndarray
@@ -59,6 +68,7 @@ class RankedFutures:
     instruction: np.ndarray
     task: np.ndarray
     episode: np.ndarray
+    real: np.ndarray
 
     def __post_init__(self) -> None:
         m = len(self.context)
@@ -67,6 +77,8 @@ class RankedFutures:
                 raise ValueError(f"RankedFutures.{f.name} has {len(getattr(self, f.name))} rows, context has {m}")
         if self.imagined.shape[:2] != self.true_progress.shape:
             raise ValueError(f"imagined {self.imagined.shape} and true_progress {self.true_progress.shape} disagree")
+        if self.real.shape != self.imagined.shape:
+            raise ValueError(f"real {self.real.shape} and imagined {self.imagined.shape} futures disagree")
 
     def __len__(self) -> int:
         return len(self.context)
@@ -100,19 +112,24 @@ class RankedFutures:
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
-def pooled_features(world_model: Any, data: RankedFutures, head: ProgressHead) -> tuple[Tensor, Tensor]:
-    """The frozen DiT's pooled hidden states of every candidate's (context + imagined) clip.
+def pooled_features(world_model: Any, data: RankedFutures, head: ProgressHead,
+                    futures: str = "imagined") -> tuple[Tensor, Tensor]:
+    """The frozen DiT's pooled hidden states of every candidate's (context + future) clip, the future being
+    ``data.imagined`` or ``data.real`` (``futures``: ``imagined`` or ``real``).
 
     Returns:
         features (M, N, K+T, D) float32 and the conditions' sentence embeddings (M, lang_dim), on the CPU.
     """
+    if futures not in FUTURES:
+        raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
     wm = world_model
+    frames = getattr(data, futures)
     feats = []
     with torch.no_grad():
         for i in range(len(data)):
-            n = data.imagined.shape[1]
+            n = frames.shape[1]
             context = wm.encode_frames(data.context[i])[None].expand(n, -1, -1, -1, -1)
-            clip = torch.cat([context, wm.encode_frames(data.imagined[i])], dim=1)  # (N, K+T, 3, h, w)
+            clip = torch.cat([context, wm.encode_frames(frames[i])], dim=1)  # (N, K+T, 3, h, w)
             lang = wm.embed_language({"natural_language_embedding": data.lang[i],
                                       "natural_language_instruction": str(data.instruction[i])}, n)
             feats.append(clean_frame_states(wm.model, clip, lang, head.block).float().cpu())
@@ -151,14 +168,23 @@ def mean_spearman(scores: Tensor, progress: Tensor) -> float:
 
 @dataclass
 class ScorerReport:
-    """Validation ranking before and after training (mean Spearman over held-out decisions, top-1 rate)."""
+    """Validation ranking before and after training (mean Spearman over held-out decisions, top-1 rate).
 
+    ``*_other_*`` are the same held-out decisions scored on the other futures (trained on ``real``: how the head
+    ranks the imagined futures, i.e. whether a scorer learned on true frames transfers to the planner's).
+    """
+
+    futures: str
     decisions_train: int
     decisions_val: int
     spearman_before: float
     spearman_after: float
     top1_before: float
     top1_after: float
+    spearman_other_before: float
+    spearman_other_after: float
+    top1_other_before: float
+    top1_other_after: float
 
 
 def top1_rate(scores: Tensor, progress: Tensor) -> float:
@@ -169,11 +195,13 @@ def top1_rate(scores: Tensor, progress: Tensor) -> float:
 
 
 def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: float = 1e-3, batch: int = 32,
-                 val_fraction: float = 0.2, seed: int = 0) -> tuple[ProgressHead, ScorerReport]:
-    """Fine-tune a copy of the world model's progress head to rank ``data``'s imagined futures.
+                 val_fraction: float = 0.2, seed: int = 0,
+                 futures: str = "imagined") -> tuple[ProgressHead, ScorerReport]:
+    """Fine-tune a copy of the world model's progress head to rank ``data``'s futures.
 
     Decisions are split by episode (``val_fraction`` of the episodes held out) and the report compares the
-    original head with the trained one on the held-out decisions.
+    original head with the trained one on the held-out decisions, on the futures it trained on (``futures``:
+    ``imagined`` or ``real``) and on the other ones.
 
     Returns:
         The trained head (a copy; the world model keeps its own) and a :class:`ScorerReport`.
@@ -182,9 +210,13 @@ def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: fl
         raise ValueError("the world model has no progress head to re-train")
     if len(data) == 0:
         raise ValueError("no decisions to train the scorer on")
+    if futures not in FUTURES:
+        raise ValueError(f"futures must be one of {FUTURES}, got {futures!r}")
+    other = FUTURES[1 - FUTURES.index(futures)]
     head = copy.deepcopy(world_model.progress_head).cpu().float().train()
     head.requires_grad_(True)
-    feats, lang = pooled_features(world_model, data, head)  # (M, N, K+T, D), (M, L)
+    feats, lang = pooled_features(world_model, data, head, futures)  # (M, N, K+T, D), (M, L)
+    feats_other, _ = pooled_features(world_model, data, head, other)
     progress = torch.as_tensor(data.true_progress, dtype=torch.float32)
     stages = torch.as_tensor(data.num_stages)
     rng = np.random.default_rng(seed)
@@ -195,27 +227,29 @@ def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: fl
     tr = np.flatnonzero(~val) if (~val).any() else np.arange(len(data))
     va = np.flatnonzero(val)
 
-    def scores(h: ProgressHead, rows: np.ndarray) -> Tensor:
-        f = feats[rows]
+    def scores(h: ProgressHead, rows: np.ndarray, source: Tensor) -> Tensor:
+        f = source[rows]
         m, n, t, d = f.shape
         f = f.reshape(m * n, t, d)
         lg = lang[rows].repeat_interleave(n, dim=0)
         return h(f, lg)[:, -1].reshape(m, n)
 
-    with torch.no_grad():
-        before = scores(head, va) if len(va) else torch.zeros(0, progress.shape[1])
-    report_before = (mean_spearman(before, progress[va]), top1_rate(before, progress[va]))
+    def measure(h: ProgressHead, source: Tensor) -> tuple[float, float]:
+        with torch.no_grad():
+            s = scores(h, va, source) if len(va) else torch.zeros(0, progress.shape[1])
+        return mean_spearman(s, progress[va]), top1_rate(s, progress[va])
+
+    before, before_other = measure(head, feats), measure(head, feats_other)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = tr[torch.randint(len(tr), (min(batch, len(tr)),), generator=gen).numpy()]
-        loss = ranking_loss(scores(head, rows), progress[rows], stages[rows])
+        loss = ranking_loss(scores(head, rows, feats), progress[rows], stages[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     head.eval().requires_grad_(False)
-    with torch.no_grad():
-        after = scores(head, va) if len(va) else torch.zeros(0, progress.shape[1])
-    report = ScorerReport(len(tr), len(va), report_before[0], mean_spearman(after, progress[va]),
-                          report_before[1], top1_rate(after, progress[va]))
+    after, after_other = measure(head, feats), measure(head, feats_other)
+    report = ScorerReport(futures, len(tr), len(va), before[0], after[0], before[1], after[1],
+                          before_other[0], after_other[0], before_other[1], after_other[1])
     return head, report
