@@ -9,7 +9,8 @@
    after, on both futures, printed and saved;
 3. export: the checkpoint with the new head at ``<out>/checkpoint`` (weights only).
 
-    python scripts/train_scorer.py --checkpoint checkpoints/reference [--out outputs/scorer] [--episodes 4] [--futures real]
+    python scripts/train_scorer.py --checkpoint checkpoints/reference [--out outputs/scorer] [--episodes 4] \
+        [--futures real]
 
 Rerunning reuses ``<out>/futures.npz`` (pass ``--recollect`` to play again).
 """
