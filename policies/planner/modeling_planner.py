@@ -39,7 +39,7 @@ class Diagnosis:
         imagined: (N, T, h, w, 3) uint8 futures the planner scored at the model's resolution (None when it scored
             the true simulator's).
         real: (N, T, h, w, 3) uint8, the true simulator's futures of the same candidates at the model's resolution
-            (None for a model without frame tokens).
+            (None when ``imagined`` is: only imagined futures are compared with them).
     """
 
     context: np.ndarray
@@ -140,10 +140,9 @@ class PlannerPolicy(DiTPolicy):
         true = self.simulator.rollout(result.candidates)
         imagined = real = None
         wm = self.world_model
-        if wm.imagines:
+        if self._futures is not None and wm.imagines:
+            imagined = wm.decode_frames(self._futures.lookup(result.candidates))
             real = wm.decode_frames(wm.encode_frames(true.frames))
-            if self._futures is not None:
-                imagined = wm.decode_frames(self._futures.lookup(result.candidates))
         self.last_diagnosis = Diagnosis(np.stack(self._context), result.candidates, result.scores, true.progress,
                                         imagined, real)
         chosen = int(np.argmax(result.scores))  # the planner's pick: the first lowest cost

@@ -216,7 +216,6 @@ def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: fl
     head = copy.deepcopy(world_model.progress_head).cpu().float().train()
     head.requires_grad_(True)
     feats, lang = pooled_features(world_model, data, head, futures)  # (M, N, K+T, D), (M, L)
-    feats_other, _ = pooled_features(world_model, data, head, other)
     progress = torch.as_tensor(data.true_progress, dtype=torch.float32)
     stages = torch.as_tensor(data.num_stages)
     rng = np.random.default_rng(seed)
@@ -226,30 +225,29 @@ def train_scorer(world_model: Any, data: RankedFutures, steps: int = 400, lr: fl
     val = np.array([e in held for e in data.episode])
     tr = np.flatnonzero(~val) if (~val).any() else np.arange(len(data))
     va = np.flatnonzero(val)
+    # the other futures are only measured, on the held-out decisions
+    feats_other = pooled_features(world_model, data.subset(va), head, other)[0] if len(va) else feats[va]
 
-    def scores(h: ProgressHead, rows: np.ndarray, source: Tensor) -> Tensor:
-        f = source[rows]
+    def scores(h: ProgressHead, f: Tensor, lg: Tensor) -> Tensor:
         m, n, t, d = f.shape
-        f = f.reshape(m * n, t, d)
-        lg = lang[rows].repeat_interleave(n, dim=0)
-        return h(f, lg)[:, -1].reshape(m, n)
+        return h(f.reshape(m * n, t, d), lg.repeat_interleave(n, dim=0))[:, -1].reshape(m, n)
 
-    def measure(h: ProgressHead, source: Tensor) -> tuple[float, float]:
+    def measure(h: ProgressHead, f: Tensor) -> tuple[float, float]:
         with torch.no_grad():
-            s = scores(h, va, source) if len(va) else torch.zeros(0, progress.shape[1])
+            s = scores(h, f, lang[va]) if len(va) else torch.zeros(0, progress.shape[1])
         return mean_spearman(s, progress[va]), top1_rate(s, progress[va])
 
-    before, before_other = measure(head, feats), measure(head, feats_other)
+    before, before_other = measure(head, feats[va]), measure(head, feats_other)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = tr[torch.randint(len(tr), (min(batch, len(tr)),), generator=gen).numpy()]
-        loss = ranking_loss(scores(head, rows, feats), progress[rows], stages[rows])
+        loss = ranking_loss(scores(head, feats[rows], lang[rows]), progress[rows], stages[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     head.eval().requires_grad_(False)
-    after, after_other = measure(head, feats), measure(head, feats_other)
+    after, after_other = measure(head, feats[va]), measure(head, feats_other)
     report = ScorerReport(futures, len(tr), len(va), before[0], after[0], before[1], after[1],
                           before_other[0], after_other[0], before_other[1], after_other[1])
     return head, report
