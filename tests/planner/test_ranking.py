@@ -1,4 +1,5 @@
-"""Ranking quality: Spearman on known rankings (ties, constants), per-decision records and their means."""
+"""Ranking quality: Spearman on known rankings (ties, constants), per-decision records and their means, and whether
+imagined futures differ as the true ones do (``action_response``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from worldmodel.planner.ranking import average_ranks, pool, rank_decision, spearman, summarize
+from worldmodel.planner.ranking import action_response, average_ranks, pool, rank_decision, spearman, summarize
 
 
 def test_spearman_on_known_rankings():
@@ -66,3 +67,44 @@ def test_summaries_skip_undefined_values_and_are_json():
     assert pooled["decisions"] == 4 and pooled["n_spearman"] == 3
     assert pooled["spearman_mean"] == pytest.approx(1 / 3) and pooled["top1_mean"] == pytest.approx(0.5)
     assert pool([{}, {}]) == {}
+
+
+def _futures_with_a_moving_square(xs: list[int], size: int = 32) -> np.ndarray:
+    """(n, 2, size, size, 3) uint8 futures: a white 8 x 8 square on black at column x, one per candidate."""
+    out = np.zeros((len(xs), 2, size, size, 3), np.uint8)
+    for i, x in enumerate(xs):
+        out[i, :, 12:20, x:x + 8] = 255
+    return out
+
+
+def test_action_response_tells_futures_that_follow_the_actions_from_ones_that_do_not():
+    true = _futures_with_a_moving_square([0, 8, 16, 24])
+    follows = action_response(true, true)
+    assert follows.corr == pytest.approx(1.0) and follows.true_spread > 0
+    assert follows.imagined_spread == pytest.approx(follows.true_spread)
+    # brighter and offset by a constant, the candidates still differ as they should: correlation stays 1
+    shifted = np.clip(true.astype(int) // 2 + 40, 0, 255).astype(np.uint8)
+    assert action_response(shifted, true).corr == pytest.approx(1.0, abs=1e-6)
+    # the futures in reverse order: the differences are there but belong to the wrong candidates; with four
+    # disjoint squares, a square's centred image correlates -1/3 with another's, so the reversal gives -1/3
+    assert action_response(true[::-1], true).corr == pytest.approx(-1 / 3)
+    # every candidate imagined alike (the action ignored): no differences, correlation undefined, spread 0
+    alike = np.repeat(true[:1], 4, axis=0)
+    ignored = action_response(alike, true)
+    assert math.isnan(ignored.corr) and ignored.imagined_spread == 0.0 and ignored.true_spread > 0
+    # differences by independent noise only: near zero
+    rng = np.random.default_rng(0)
+    noise = np.clip(alike.astype(int) + rng.integers(-60, 61, alike.shape), 0, 255).astype(np.uint8)
+    assert abs(action_response(noise, true).corr) < 0.2
+    with pytest.raises(ValueError, match="one shape"):
+        action_response(true[:3], true)
+    with pytest.raises(ValueError, match="pool"):
+        action_response(true, true, pool=64)
+
+
+def test_rank_decision_records_the_action_correlation_of_imagined_futures():
+    true = _futures_with_a_moving_square([0, 8, 16, 24])
+    record = rank_decision([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4], imagined=true[::-1], true_frames=true)
+    assert record.action_corr == pytest.approx(action_response(true[::-1], true).corr)
+    assert rank_decision([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4]).action_corr is None  # nothing imagined
+    assert summarize([record])["action_corr_mean"] == pytest.approx(record.action_corr)

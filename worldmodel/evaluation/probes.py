@@ -13,6 +13,11 @@ action depend on where the can is?"):
   and never closes) show here as a phase whose direction or gripper the model gets wrong.
 * :func:`localisation_error`: a synthetic check of the architecture alone: train an action-only model whose target
   action is where a square sits in its context frame; held-out MSE (chance 1/3).
+* :func:`dynamics_probe`: does the ``dynamics`` verb move the arm where the action says? From one env state, chunks
+  that push the hand at full scale along +-x, +-y, +-z are executed in the simulator (true futures) and imagined with
+  the *same* noise (so that only the action differs); :func:`~worldmodel.planner.ranking.action_response` says
+  whether the imagined futures differ as the true ones do. A planner that scores imagined futures can only rank
+  candidates whose futures the model tells apart.
 """
 
 from __future__ import annotations
@@ -227,3 +232,66 @@ def localisation_error(preset: str = "tiny", steps: int = 100, batch: int = 16, 
     with torch.no_grad():
         pred = model(Tokens(frames, torch.zeros_like(target)), times(64, torch.zeros(64)), layout).pred.actions
     return float(((pred[..., :2] - target[..., :2]) ** 2).mean())
+
+
+def axis_chunks(high: np.ndarray, horizon: int) -> np.ndarray:
+    """(6, horizon, 7) chunks that repeat one full-scale push of the hand along +x, -x, +y, -y, +z, -z (rotation
+    and gripper zero), ``high`` being the env's action upper bounds."""
+    out = np.zeros((6, horizon, 7), np.float32)
+    for axis in range(3):
+        for k, sign in enumerate((1.0, -1.0)):
+            out[2 * axis + k, :, axis] = sign * float(high[axis])
+    return out
+
+
+@dataclass
+class DynamicsProbe:
+    """The :func:`dynamics_probe` of one state.
+
+    Attributes:
+        chunks: (n, T, 7) the executed / imagined chunks (RT-1 units).
+        true: (n, T, h, w, 3) uint8, the simulator's futures at the model's resolution.
+        imagined: (n, T, h, w, 3) uint8, the ``dynamics`` verb's futures, every chunk from the same noise.
+        response: their :class:`~worldmodel.planner.ranking.ActionResponse`.
+    """
+
+    chunks: np.ndarray
+    true: np.ndarray
+    imagined: np.ndarray
+    response: Any
+
+
+def dynamics_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, horizon: int = 4, steps: int = 8,
+                   noise_seed: int = 0, chunks: np.ndarray | None = None) -> DynamicsProbe:
+    """Execute and imagine the same chunks from the first state of one episode.
+
+    Args:
+        world_model: a :class:`worldmodel.WorldModel` with a ``dynamics`` verb.
+        task, seed: the episode whose first state is probed.
+        horizon: T, actions per chunk (and imagined frames).
+        steps: sampler steps per imagined chunk.
+        noise_seed: seed of the noise every chunk's imagination starts from (the same for all chunks).
+        chunks: (n, T, 7) chunks to probe (default: :func:`axis_chunks`).
+    """
+    import envs
+    from worldmodel.planner.oracle import SimulatorRollouts
+    from worldmodel.planner.ranking import action_response
+
+    env = envs.make(task)
+    obs, _ = env.reset(seed=seed)
+    acts = axis_chunks(env.action_space.high, horizon) if chunks is None else np.asarray(chunks, np.float32)
+    sim = SimulatorRollouts(env)
+    sim.begin()
+    rendered = sim.rollout(acts).frames  # (n, T, H, W, 3) at the env's resolution
+    env.close()
+
+    def model_resolution(frames: np.ndarray) -> np.ndarray:
+        return np.stack([world_model.decode_frames(world_model.encode_frames(f)) for f in frames])
+
+    gen = torch.Generator()
+    imagined = []
+    for chunk in acts:  # one at a time, the generator re-seeded: every chunk starts from the same noise
+        gen.manual_seed(int(noise_seed))
+        imagined.append(world_model.imagine(obs["image"][None], obs, chunk[None], steps=steps, generator=gen)[0])
+    true, imagined = model_resolution(rendered), model_resolution(np.stack(imagined))
+    return DynamicsProbe(acts, true, imagined, action_response(imagined, true))

@@ -154,8 +154,8 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def _ranking_table(evals: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| policy | task | decisions | Spearman | top-1 % | regret (stages) | PSNR dB | SSIM |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| policy | task | decisions | Spearman | top-1 % | regret (stages) | PSNR dB | SSIM | action corr |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, info in evals.items():
         label = name
         scorer = (info.get("policy", {}).get("planner") or {}).get("scorer")
@@ -168,7 +168,7 @@ def _ranking_table(evals: dict[str, dict[str, Any]]) -> list[str]:
             top1 = None if r["top1_mean"] is None else 100.0 * r["top1_mean"]
             lines.append(f"| {label} | {task} | {r['decisions']} | {_fmt(r['spearman_mean'], '.2f')} "
                          f"| {_fmt(top1, '.0f')} | {_fmt(r['regret_mean'], '.3f')} | {_fmt(r['psnr_mean'], '.1f')} "
-                         f"| {_fmt(r['ssim_mean'], '.3f')} |")
+                         f"| {_fmt(r['ssim_mean'], '.3f')} | {_fmt(r.get('action_corr_mean'), '.2f')} |")
     return lines
 
 
@@ -203,8 +203,9 @@ def build_report(out_dir: str | Path, evals: dict[str, str | Path], runs: dict[s
                   "Per decision, the planner's scores against the true progress of the same candidates in the true "
                   "simulator (`planner.diagnostics`): Spearman correlation (decisions where either is constant are "
                   "left out), how often the chosen candidate is a true best, the true progress it gives up, and "
-                  "PSNR / SSIM of the imagined futures against the true ones (rungs that imagine). Means over "
-                  "decisions.", "", *ranking, ""]
+                  "PSNR / SSIM of the imagined futures against the true ones (rungs that imagine), and whether the "
+                  "candidates' imagined futures differ as their true ones do (action corr: 1 follows the actions, 0 "
+                  "ignores them). Means over decisions.", "", *ranking, ""]
     plot_success(infos, out / "success.png")
     timed = {name: training_minutes(d) for name, d in runs.items()}
     if any(timed.values()):

@@ -97,8 +97,8 @@ def aggregate(results: list[EpisodeResult], stage_names: dict[str, list[str]]) -
     """Per-task and overall success counts (``n_success`` of ``n_episodes``) and rates with 95 % Wilson intervals
     (percentages), plus decision latency
     p50 / p95 (ms) over all decisions when the policy reports them (``episode_stats()["decision_ms"]``), and the
-    planner's ranking quality (``ranking``: mean Spearman, top-1, regret, PSNR, SSIM over all decisions) when it
-    recorded one (``planner.diagnostics``)."""
+    planner's ranking quality (``ranking``: mean Spearman, top-1, regret, PSNR, SSIM, action correlation over all
+    decisions) when it recorded one (``planner.diagnostics``)."""
     per_task: dict[str, Any] = {}
     for task in dict.fromkeys(r.task for r in results):
         rs = [r for r in results if r.task == task]

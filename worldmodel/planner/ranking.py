@@ -7,7 +7,12 @@ Per decision (:func:`rank_decision`), over the N final candidates:
 * ``top1``: whether the chosen candidate is a true best (ties count);
 * ``regret``: true progress of the true best minus that of the chosen one (>= 0, in stages);
 * ``psnr`` / ``ssim``: of each candidate's imagined future against its true rendered one, mean over candidates
-  and steps (only for rungs that imagine; None otherwise).
+  and steps (only for rungs that imagine; None otherwise);
+* ``action_corr``: does the imagination carry the candidates' *differences*? The correlation between the
+  candidates' imagined last frames and their true ones, each centred on the decision's mean over candidates
+  (:func:`action_response`): near 1 when the futures differ as the actions make them differ, near 0 when they
+  differ by sampling noise or not at all — then no scorer of the imagined futures can rank the candidates
+  (twelfth session: the reference imagines every chunk alike, docs/experiments.md).
 
 :func:`summarize` turns a list of them into the per-episode record that the eval harness stores in
 ``eval_info.json`` (``extras.ranking``), and :func:`pool` the per-task means. NaN values are skipped in means
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("spearman", "top1", "regret", "psnr", "ssim")
+METRICS = ("spearman", "top1", "regret", "psnr", "ssim", "action_corr")
 
 
 def average_ranks(values: Any) -> np.ndarray:
@@ -68,6 +73,7 @@ class DecisionRanking:
     regret: float
     psnr: float | None = None
     ssim: float | None = None
+    action_corr: float | None = None
 
 
 def image_quality(imagined: np.ndarray, true: np.ndarray) -> tuple[float, float]:
@@ -85,6 +91,54 @@ def image_quality(imagined: np.ndarray, true: np.ndarray) -> tuple[float, float]
             float(np.mean([ssim(x, y) for x, y in zip(b, a, strict=True)])))
 
 
+@dataclass
+class ActionResponse:
+    """How n futures of the same state differ from each other, imagined against true (:func:`action_response`).
+
+    Attributes:
+        corr: Pearson correlation of the centred imagined and true frames (NaN when either does not vary).
+        imagined_spread: mean over futures of the L2 norm of a future's centred (pooled, [0, 1]) last frame.
+        true_spread: the same for the true futures.
+    """
+
+    corr: float
+    imagined_spread: float
+    true_spread: float
+
+
+def action_response(imagined: np.ndarray, true: np.ndarray, pool: int = 4) -> ActionResponse:
+    """Do imagined futures differ from each other as the true ones do?
+
+    Each future's last frame is average-pooled over ``pool`` x ``pool`` pixels (a few pixels of misplacement do
+    not count as disagreement) and centred on the mean over the n futures; the two centred stacks are correlated.
+
+    Args:
+        imagined, true: uint8 (n, T, H, W, 3) futures of n candidates from one state, the same shape (n >= 2).
+        pool: pooling window in pixels (H and W are cropped to multiples of it).
+
+    Returns:
+        :class:`ActionResponse`.
+    """
+    a, b = np.asarray(imagined), np.asarray(true)
+    if a.shape != b.shape or a.ndim != 5 or a.shape[0] < 2:
+        raise ValueError(f"action_response needs two (n >= 2, T, H, W, 3) stacks of one shape, got {a.shape} "
+                         f"and {b.shape}")
+    if pool < 1 or pool > min(a.shape[2:4]):
+        raise ValueError(f"pool must be in [1, {min(a.shape[2:4])}], got {pool}")
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        last = x[:, -1].astype(np.float64) / 255.0  # (n, H, W, 3)
+        n, h, w, c = last.shape
+        h, w = h - h % pool, w - w % pool
+        pooled = last[:, :h, :w].reshape(n, h // pool, pool, w // pool, pool, c).mean((2, 4)).reshape(n, -1)
+        return pooled - pooled.mean(0)
+
+    ca, cb = centred(a), centred(b)
+    denom = math.sqrt(float((ca * ca).sum()) * float((cb * cb).sum()))
+    corr = float((ca * cb).sum()) / denom if denom > 0 else math.nan
+    return ActionResponse(corr, float(np.linalg.norm(ca, axis=1).mean()), float(np.linalg.norm(cb, axis=1).mean()))
+
+
 def rank_decision(scores: Any, true_progress: Any, chosen: int | None = None, imagined: np.ndarray | None = None,
                   true_frames: np.ndarray | None = None) -> DecisionRanking:
     """Score one decision.
@@ -93,7 +147,8 @@ def rank_decision(scores: Any, true_progress: Any, chosen: int | None = None, im
         scores: (N,) the planner's scores (higher is better; ``PlanResult.scores``).
         true_progress: (N,) the true progress of the same candidates (:class:`~worldmodel.planner.oracle.Rollouts`).
         chosen: index of the executed candidate (default: the first best score, as the planner picks it).
-        imagined, true_frames: optional uint8 (N, T, H, W, 3) futures, imagined and true, at one resolution.
+        imagined, true_frames: optional uint8 (N, T, H, W, 3) futures, imagined and true, at one resolution
+            (their PSNR / SSIM and, for N >= 2, ``action_corr``).
 
     Returns:
         :class:`DecisionRanking`.
@@ -106,6 +161,8 @@ def rank_decision(scores: Any, true_progress: Any, chosen: int | None = None, im
     out = DecisionRanking(spearman(s, p), bool(p[pick] >= best), best - float(p[pick]))
     if imagined is not None and true_frames is not None:
         out.psnr, out.ssim = image_quality(imagined, true_frames)
+        if len(imagined) > 1:
+            out.action_corr = action_response(imagined, true_frames).corr
     return out
 
 
