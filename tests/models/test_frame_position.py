@@ -261,3 +261,32 @@ def test_expert_trajectory_probe_phases_and_summary() -> None:
     copied = [replace(r, model=r.expert.copy()) for r in rows]
     for part in trajectory_summary(copied).values():
         assert part["gripper"] == 1.0 and (np.isnan(part["cosine"]) or part["cosine"] == pytest.approx(1.0))
+
+
+def test_dynamics_probe_tells_an_imagination_that_follows_the_action_from_one_that_does_not() -> None:
+    import envs
+    from worldmodel import WorldModel
+    from worldmodel.evaluation.probes import axis_chunks, dynamics_probe
+
+    chunks = axis_chunks(np.array([0.05, 0.04, 0.03]), 3)
+    assert chunks.shape == (6, 3, 7) and chunks[1, 0, 0] == -0.05 and chunks[4, 2, 2] == 0.03
+    assert np.count_nonzero(chunks) == 6 * 3  # one axis per chunk, rotation and gripper zero
+
+    wm = WorldModel.random("tiny", seed=0)
+
+    class Simulated:  # a perfect world model: it "imagines" by executing the chunk from the same episode start
+        encode_frames, decode_frames = wm.encode_frames, wm.decode_frames
+
+        def imagine(self, frames, obs, chunk, steps, generator):
+            env = envs.make("PickCan")
+            env.reset(seed=10003)
+            out = np.stack([env.step(a)[0]["image"] for a in chunk[0]])[None]
+            env.close()
+            return out
+
+    perfect = dynamics_probe(Simulated(), "PickCan", 10003, horizon=2, steps=1)
+    assert perfect.true.shape == perfect.imagined.shape == (6, 2, wm.cfg.frame_height, wm.cfg.frame_width, 3)
+    assert perfect.response.corr == pytest.approx(1.0) and perfect.response.true_spread > 0
+    untrained = dynamics_probe(wm, "PickCan", 10003, horizon=2, steps=1)  # same noise, actions it cannot read
+    assert untrained.response.true_spread == pytest.approx(perfect.response.true_spread)
+    assert not untrained.response.corr > 0.9
