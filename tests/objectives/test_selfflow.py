@@ -230,3 +230,49 @@ def test_keypoint_head_term_is_the_clean_action_mse_of_the_keypoints_alone() -> 
     assert all(p.grad is None or not p.grad.any() for p in model.blocks.parameters())
     with pytest.raises(ValueError, match="model.keypoint_head=true"):
         flow_matching_loss(build_model("tiny", keypoints=8), batch, on, _gen())
+
+
+def test_motion_weight_counts_the_tokens_that_change_from_the_last_context_frame() -> None:
+    from worldmodel.models import TokenLayout
+    from worldmodel.objectives.losses import motion_weights
+
+    layout = TokenLayout(1, 2, (1, 4))  # one context frame, two future frames, 4 patches each
+    frames = torch.zeros(1, 12, 3)
+    frames[0, 4 + 1] = 0.5  # future frame 1: patch 1 moved by 0.5
+    frames[0, 8 + 1] = 0.5  # future frame 2: patch 1 moved by 0.5 ...
+    frames[0, 8 + 2] = 1.0  # ... and patch 2 by 1.0
+    generated = torch.zeros(1, 12, dtype=torch.bool)
+    generated[0, 4:] = True
+    w = motion_weights(frames, layout, generated, 2.0)
+    mean_m = 2.0 / 8  # changes 0.5 + 0.5 + 1.0 over the 8 generated tokens
+    assert w[0, :4].tolist() == [1.0] * 4  # context frame: m = 0
+    torch.testing.assert_close(w[0, 5], torch.tensor(1 + 2.0 * 0.5 / mean_m))
+    torch.testing.assert_close(w[0, 10], torch.tensor(1 + 2.0 * 1.0 / mean_m))
+    assert w[0, 4] == w[0, 7] == w[0, 11] == 1.0  # unchanged patches keep weight 1
+    assert torch.equal(motion_weights(frames, layout, generated, 0.0), torch.ones(1, 12))
+    with pytest.raises(ValueError, match="motion_weight"):
+        ObjectiveConfig(motion_weight=-1.0)
+
+
+def test_motion_weight_moves_the_frame_loss_to_the_patches_that_move() -> None:
+    model = build_model("tiny", prediction="velocity")
+    batch = _batch(model)  # sample 1 is a dynamics example: its future frames are generated, its actions given
+    k, per = model.cfg.context_frames, model.cfg.grid[0] * model.cfg.grid[1]
+    frames = batch.x.frames.clone()
+    for f in range(k, k + model.cfg.future_frames):  # the future repeats the last context frame ...
+        frames[:, f * per:(f + 1) * per] = frames[:, (k - 1) * per:k * per]
+    frames[:, k * per] += 1.0  # ... except the first patch of the first future frame, which moves
+    moving = FlowBatch(Tokens(frames, batch.x.actions), batch.generated, batch.layout, batch.lang)
+    _, eps, _ = _draw_t_eps(moving, ObjectiveConfig(), _gen(7))
+    exact = Tokens(moving.x.frames - eps.frames, moving.x.actions - eps.actions)  # the perfect velocity
+
+    def error_at(index: int, cfg: ObjectiveConfig) -> float:  # frame loss of a prediction wrong by 1 in one token
+        wrong = Tokens(exact.frames.clone(), exact.actions)
+        wrong.frames[1, index] += 1.0
+        return float(flow_matching_loss(Oracle(model.cfg, wrong), moving, cfg, _gen(7)).flow_frames)
+
+    assert bool(moving.generated[1, k * per]) and bool(moving.generated[1, k * per + 1])
+    off, on = ObjectiveConfig(selfflow=False), ObjectiveConfig(selfflow=False, motion_weight=10.0)
+    assert error_at(k * per, off) > 0
+    assert error_at(k * per, off) == pytest.approx(error_at(k * per + 1, off))  # unweighted: tokens alike
+    assert error_at(k * per, on) > 5 * error_at(k * per + 1, on)  # weighted: the moving patch dominates

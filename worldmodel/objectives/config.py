@@ -52,6 +52,11 @@ class ObjectiveConfig:
         language_dropout: probability per training sample of dropping its language (sentence embedding and
             instruction tokens, not the robot state), so the same network also learns the unconditional model
             that classifier-free guidance needs at sampling.
+        motion_weight: weight the frame loss towards what moves: each generated frame token's squared error counts
+            ``1 + motion_weight · m / mean(m)``, ``m`` being its patch's mean absolute change from the same patch of
+            the last context frame (the mean over the batch's generated frame tokens). The arm covers a few of a
+            frame's patches, so an unweighted loss is mostly won by copying the context, and a model can learn
+            dynamics that ignore the action (twelfth session, ``scripts/probe_dynamics.py``). 0 = off.
         state_dropout: probability per training sample (with actions) of leaving out its robot-state tokens.
             With the arm starting from nearly the same pose, the current pose already says where the arm has
             been heading, so a policy can copy that heading from the state instead of finding the object in the
@@ -78,6 +83,7 @@ class ObjectiveConfig:
     context_noise: float = 0.0
     language_dropout: float = 0.0
     state_dropout: float = 0.0
+    motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:
@@ -96,7 +102,7 @@ class ObjectiveConfig:
         for name in ("student_layer_frac", "teacher_layer_frac"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("gamma", "action_weight", "keypoint_action_weight"):
+        for name in ("gamma", "action_weight", "keypoint_action_weight", "motion_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.x_pred_min_gap < 1.0:

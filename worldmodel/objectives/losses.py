@@ -130,6 +130,33 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def motion_weights(frames: Tensor, layout: TokenLayout, generated: Tensor, strength: float) -> Tensor:
+    """Per-token weights (B, Nf) of the frame loss that favour what moves (``objective.motion_weight``).
+
+    Args:
+        frames: (B, Nf, P) clean frame tokens, frame-major (K context frames, then the F future frames).
+        layout: their layout (needs K >= 1 and future-frame tokens).
+        generated: (B, Nf) bool, the generated frame tokens (the mean of ``m`` is taken over these).
+        strength: ``motion_weight`` (0: all ones).
+
+    Returns:
+        ``1 + strength · m / mean(m)``, ``m`` the mean absolute change of each token from the same patch of the
+        last context frame (0 for the context frames themselves); no gradient.
+    """
+    if strength == 0 or layout.context_frames < 1 or not layout.future_frame_tokens:
+        return torch.ones(frames.shape[:2], device=frames.device)
+    with torch.no_grad():
+        b, n, p = frames.shape
+        per_frame = layout.tokens_per_frame
+        x = frames.float().view(b, n // per_frame, per_frame, p)
+        last = x[:, layout.context_frames - 1: layout.context_frames]
+        m = (x - last).abs().mean(-1)  # (B, frames, tokens per frame)
+        m[:, : layout.context_frames] = 0
+        m = m.reshape(b, n)
+        mean = _masked_mean(m, generated).clamp_min(1e-6)
+        return 1 + strength * m / mean
+
+
 def _sampler(cfg: ObjectiveConfig) -> TimeSampler:
     return TimeSampler(cfg.time_sampler, cfg.time_mean, cfg.time_std, cfg.time_shift)
 
@@ -162,7 +189,12 @@ def _flow_terms(
     v_pred = as_velocity(out.pred, x_t, tau, model.cfg.prediction, cfg.x_pred_min_gap)
     v = velocity_target(batch.x, eps)
     gen_f, gen_a = batch.x.split(batch.generated)
-    flow_frames = _masked_mean((v_pred.frames.float() - v.frames).pow(2).mean(-1), gen_f)  # over (B, Nf)
+    err_f = (v_pred.frames.float() - v.frames).pow(2).mean(-1)  # (B, Nf)
+    if cfg.motion_weight > 0:
+        w = motion_weights(batch.x.frames, batch.layout, gen_f, cfg.motion_weight) * gen_f
+        flow_frames = (err_f * w).sum() / w.sum().clamp_min(1e-8)
+    else:
+        flow_frames = _masked_mean(err_f, gen_f)  # over (B, Nf)
     flow_actions = torch.zeros((), device=tau.device)
     if v.actions is not None:
         if cfg.action_loss == "x":  # the clean actions' MSE: every noise level weighted alike
