@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         evals, runs = _pairs(args.eval, "--eval"), _pairs(args.run, "--run")
-        if not evals and not runs:
-            raise ValueError("nothing to report: give at least one --eval NAME=DIR or --run NAME=DIR")
+        if not evals:
+            raise ValueError("nothing to report: give at least one --eval NAME=DIR")
         for name, d in evals.items():
             if not (d / "eval_info.json").is_file():
                 raise ValueError(f"--eval {name}: {d / 'eval_info.json'} does not exist (run `worldmodel eval sim "

@@ -280,13 +280,13 @@ def test_dynamics_probe_tells_an_imagination_that_follows_the_action_from_one_th
         def imagine(self, frames, obs, chunk, steps, generator):
             env = envs.make("PickCan")
             env.reset(seed=10003)
-            out = np.stack([env.step(a)[0]["image"] for a in chunk[0]])[None]
+            out = np.stack([env.step(a)[0]["image"] for a in chunk[0]])
             env.close()
-            return out
+            return wm.decode_frames(wm.encode_frames(out), frames.shape[-3:-1])[None]  # at the context's size
 
     perfect = dynamics_probe(Simulated(), "PickCan", 10003, horizon=2, steps=1)
     assert perfect.true.shape == perfect.imagined.shape == (6, 2, wm.cfg.frame_height, wm.cfg.frame_width, 3)
     assert perfect.response.corr == pytest.approx(1.0) and perfect.response.true_spread > 0
     untrained = dynamics_probe(wm, "PickCan", 10003, horizon=2, steps=1)  # same noise, actions it cannot read
     assert untrained.response.true_spread == pytest.approx(perfect.response.true_spread)
-    assert not untrained.response.corr > 0.9
+    assert abs(untrained.response.corr) < 0.9  # defined: the true futures differ

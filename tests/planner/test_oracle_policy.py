@@ -97,7 +97,9 @@ def test_closed_loop_episode_with_each_scorer(tmp_path, write_tiny_checkpoint, s
     if scorer in ("learned", "none"):  # imagined futures are compared with the true ones
         assert task["n_psnr"] == ranking["decisions"] and 0 < task["psnr_mean"] < 60
         assert -1 <= task["ssim_mean"] <= 1
+        assert len(ranking["action_corr"]) == ranking["decisions"]  # two candidates: defined unless tied futures
+        assert task["n_action_corr"] == sum(v is not None for v in ranking["action_corr"])
     else:
-        assert task["psnr_mean"] is None
+        assert task["psnr_mean"] is None and task["action_corr_mean"] is None
     readme = build_report(tmp_path / "report", {"planner": out}, {}).read_text()
-    assert "## Ranking quality" in readme and f"planner ({scorer}) | PickCan" in readme
+    assert "## Ranking quality" in readme and f"planner ({scorer}) | PickCan" in readme and "action corr" in readme

@@ -88,10 +88,17 @@ def test_action_response_tells_futures_that_follow_the_actions_from_ones_that_do
     # the futures in reverse order: the differences are there but belong to the wrong candidates; with four
     # disjoint squares, a square's centred image correlates -1/3 with another's, so the reversal gives -1/3
     assert action_response(true[::-1], true).corr == pytest.approx(-1 / 3)
-    # every candidate imagined alike (the action ignored): no differences, correlation undefined, spread 0
+    # every candidate imagined alike (the action ignored): no differences, correlation 0, spread 0
     alike = np.repeat(true[:1], 4, axis=0)
     ignored = action_response(alike, true)
-    assert math.isnan(ignored.corr) and ignored.imagined_spread == 0.0 and ignored.true_spread > 0
+    assert ignored.corr == 0.0 and ignored.imagined_spread == 0.0 and ignored.true_spread > 0
+    # nothing to follow when the true futures are alike: undefined, whatever the imagination does
+    assert math.isnan(action_response(true, alike).corr)
+    # the same with values whose mean does not round exactly (n = 6, odd pixel values): still exactly 0 / NaN
+    odd = np.random.default_rng(1).integers(0, 256, (1, 2, 32, 32, 3), dtype=np.uint8).repeat(6, axis=0)
+    varied = np.random.default_rng(2).integers(0, 256, (6, 2, 32, 32, 3), dtype=np.uint8)
+    assert action_response(odd, varied).corr == 0.0 and action_response(odd, varied).imagined_spread == 0.0
+    assert math.isnan(action_response(varied, odd).corr)
     # differences by independent noise only: near zero
     rng = np.random.default_rng(0)
     noise = np.clip(alike.astype(int) + rng.integers(-60, 61, alike.shape), 0, 255).astype(np.uint8)

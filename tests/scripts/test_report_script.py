@@ -40,7 +40,7 @@ def test_report_refuses_a_missing_eval_info_without_writing(tmp_path):
     (tmp_path / "empty").mkdir()
     for args, message in ((["--eval", f"x={tmp_path / 'empty'}"], "eval_info.json does not exist"),
                           (["--eval", str(tmp_path / "empty")], "takes NAME=DIR"),
-                          ([], "nothing to report")):
+                          ([], "nothing to report"), (["--run", f"r={tmp_path}"], "nothing to report")):
         out = subprocess.run([sys.executable, SCRIPT, "--out", str(tmp_path / "report"), *args],
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1

@@ -82,7 +82,8 @@ class LossOutput:
         rep: Self-Flow representation loss, mean over generated tokens of 1 - cos (0 when off).
         cosine: mean cosine between projected student and teacher features (0 when off).
         masked_fraction: fraction of generated tokens that got the second time s (0 when off).
-        flow_frames: velocity MSE over generated frame tokens.
+        flow_frames: velocity MSE over generated frame tokens (weighted towards moving patches when
+            ``objective.motion_weight`` > 0: then not comparable with an unweighted run's).
         flow_actions: velocity MSE over generated action tokens (0 if none).
         keypoint_actions: the auxiliary keypoint head's clean-action MSE over samples with actions (0 when off).
     """
@@ -130,6 +131,10 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+# the smallest mean change (pixel units in [-1, 1]) that motion weights are normalised by
+MOTION_FLOOR = 0.01
+
+
 def motion_weights(frames: Tensor, layout: TokenLayout, generated: Tensor, strength: float) -> Tensor:
     """Per-token weights (B, Nf) of the frame loss that favour what moves (``objective.motion_weight``).
 
@@ -140,20 +145,21 @@ def motion_weights(frames: Tensor, layout: TokenLayout, generated: Tensor, stren
         strength: ``motion_weight`` (0: all ones).
 
     Returns:
-        ``1 + strength · m / mean(m)``, ``m`` the mean absolute change of each token from the same patch of the
-        last context frame (0 for the context frames themselves); no gradient.
+        ``1 + strength · m / max(mean(m), MOTION_FLOOR)``, ``m`` the mean absolute change of each token from the
+        same patch of the last context frame (0 for the context frames themselves); no gradient. The floor keeps a
+        nearly static batch (a still arm, video clips) from blowing rendering noise up into large weights.
     """
     if strength == 0 or layout.context_frames < 1 or not layout.future_frame_tokens:
         return torch.ones(frames.shape[:2], device=frames.device)
     with torch.no_grad():
         b, n, p = frames.shape
         per_frame = layout.tokens_per_frame
-        x = frames.float().view(b, n // per_frame, per_frame, p)
+        x = frames.float().reshape(b, n // per_frame, per_frame, p)
         last = x[:, layout.context_frames - 1: layout.context_frames]
         m = (x - last).abs().mean(-1)  # (B, frames, tokens per frame)
         m[:, : layout.context_frames] = 0
         m = m.reshape(b, n)
-        mean = _masked_mean(m, generated).clamp_min(1e-6)
+        mean = _masked_mean(m, generated).clamp_min(MOTION_FLOOR)
         return 1 + strength * m / mean
 
 

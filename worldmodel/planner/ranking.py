@@ -11,7 +11,8 @@ Per decision (:func:`rank_decision`), over the N final candidates:
 * ``action_corr``: does the imagination carry the candidates' *differences*? The correlation between the
   candidates' imagined last frames and their true ones, each centred on the decision's mean over candidates
   (:func:`action_response`): near 1 when the futures differ as the actions make them differ, near 0 when they
-  differ by sampling noise or not at all — then no scorer of the imagined futures can rank the candidates
+  differ by sampling noise or not at all (exactly 0), undefined when the true futures do not differ — at 0 no scorer
+  of the imagined futures can rank the candidates
   (twelfth session: the reference imagines every chunk alike, docs/experiments.md).
 
 :func:`summarize` turns a list of them into the per-episode record that the eval harness stores in
@@ -96,7 +97,9 @@ class ActionResponse:
     """How n futures of the same state differ from each other, imagined against true (:func:`action_response`).
 
     Attributes:
-        corr: Pearson correlation of the centred imagined and true frames (NaN when either does not vary).
+        corr: Pearson correlation of the centred imagined and true frames: 0 when the imagined futures do not
+            differ at all while the true ones do (the action ignored), NaN when the true futures do not differ
+            (nothing to follow).
         imagined_spread: mean over futures of the L2 norm of a future's centred (pooled, [0, 1]) last frame.
         true_spread: the same for the true futures.
     """
@@ -104,6 +107,10 @@ class ActionResponse:
     corr: float
     imagined_spread: float
     true_spread: float
+
+
+# a centred stack whose spread is below this is constant (rounding of the mean leaves ~1e-15, not 0)
+_CONSTANT = 1e-9
 
 
 def action_response(imagined: np.ndarray, true: np.ndarray, pool: int = 4) -> ActionResponse:
@@ -117,7 +124,7 @@ def action_response(imagined: np.ndarray, true: np.ndarray, pool: int = 4) -> Ac
         pool: pooling window in pixels (H and W are cropped to multiples of it).
 
     Returns:
-        :class:`ActionResponse`.
+        :class:`ActionResponse` (``corr`` 0 when only the true futures vary, NaN when they do not).
     """
     a, b = np.asarray(imagined), np.asarray(true)
     if a.shape != b.shape or a.ndim != 5 or a.shape[0] < 2:
@@ -131,11 +138,12 @@ def action_response(imagined: np.ndarray, true: np.ndarray, pool: int = 4) -> Ac
         n, h, w, c = last.shape
         h, w = h - h % pool, w - w % pool
         pooled = last[:, :h, :w].reshape(n, h // pool, pool, w // pool, pool, c).mean((2, 4)).reshape(n, -1)
-        return pooled - pooled.mean(0)
+        out = pooled - pooled.mean(0)
+        return out if float(np.abs(out).max()) > _CONSTANT else np.zeros_like(out)
 
     ca, cb = centred(a), centred(b)
-    denom = math.sqrt(float((ca * ca).sum()) * float((cb * cb).sum()))
-    corr = float((ca * cb).sum()) / denom if denom > 0 else math.nan
+    na, nb = float(np.sqrt((ca * ca).sum())), float(np.sqrt((cb * cb).sum()))
+    corr = math.nan if nb == 0 else 0.0 if na == 0 else float((ca * cb).sum()) / (na * nb)
     return ActionResponse(corr, float(np.linalg.norm(ca, axis=1).mean()), float(np.linalg.norm(cb, axis=1).mean()))
 
 
