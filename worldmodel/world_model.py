@@ -306,7 +306,8 @@ class WorldModel:
     @torch.no_grad()
     def rollout_model(self, context: Tensor, lang: Tensor | Condition, horizon: int, steps: int,
                       generator: torch.Generator | None = None, actions: Tensor | None = None,
-                      guidance: float = 1.0, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+                      guidance: float = 1.0, temperature: float = 1.0,
+                      shared_noise: bool = False) -> tuple[Tensor, Tensor]:
         """``policy`` (actions None) or ``dynamics`` rollout in model space, chunk by chunk.
 
         The robot state, known only for the real context, conditions the first chunk; later chunks, whose
@@ -321,6 +322,8 @@ class WorldModel:
             actions: (B, T, 7) normalised actions for ``dynamics``.
             guidance: classifier-free guidance scale on the language (1: off).
             temperature: scale of the sampled actions' initial noise (1: off; ``policy`` only).
+            shared_noise: every row of the batch starts from the same noise (common random numbers): for
+                ``dynamics`` of N chunks from one context, their futures then differ only by their actions.
 
         Returns:
             actions (B, T, 7) normalised (the given ones for ``dynamics``), frames (B, T, 3, h, w) in [-1, 1].
@@ -335,12 +338,13 @@ class WorldModel:
         for start in range(0, horizon, chunk):
             f = min(chunk, horizon - start)
             if actions is None:
-                res = generate(self.model, "policy", GenerationContext(cur, f, None, cond, guidance, temperature),
-                               steps, gen)
+                res = generate(self.model, "policy",
+                               GenerationContext(cur, f, None, cond, guidance, temperature, shared_noise), steps, gen)
                 actions_out.append(res.actions.clamp(-1, 1))
             else:
                 given = actions[:, start:start + f]
-                res = generate(self.model, "dynamics", GenerationContext(cur, f, given, cond, guidance), steps, gen)
+                res = generate(self.model, "dynamics",
+                               GenerationContext(cur, f, given, cond, guidance, shared_noise=shared_noise), steps, gen)
                 actions_out.append(given)
             # an action-only model imagines nothing: its "future" is shown black
             frames = res.frames.clamp(-1, 1) if res.frames is not None else \
@@ -398,7 +402,7 @@ class WorldModel:
         return Proposal(actions.reshape(*lead, *actions.shape[1:]), out_frames.reshape(*lead, *out_frames.shape[1:]))
 
     def imagine(self, frames: Any, language: Any, actions: Any, steps: int = 4,
-                generator: torch.Generator | None = None) -> np.ndarray:
+                generator: torch.Generator | None = None, shared_noise: bool = False) -> np.ndarray:
         """The futures of action chunks (``dynamics`` verb).
 
         Args:
@@ -407,6 +411,8 @@ class WorldModel:
             actions: (n, T, 7) or (T, 7) in RT-1 units.
             steps: sampler steps.
             generator: noise source (default: the world model's).
+            shared_noise: imagine every chunk from the same noise (common random numbers: the futures then
+                differ only by their actions, as a planner comparing them wants).
 
         Returns:
             (n, T, H, W, 3) uint8 (or (T, H, W, 3) for a single chunk).
@@ -418,7 +424,7 @@ class WorldModel:
         n = acts.shape[0]
         ctx = self.context(arr).expand(n, -1, -1, -1, -1)
         _, futs = self.rollout_model(ctx, self.embed_language(language, n), acts.shape[1], steps, generator,
-                                     self.normalize(acts))
+                                     self.normalize(acts), shared_noise=shared_noise)
         out = self.decode_frames(futs, arr.shape[-3:-1])
         return out[0] if single else out
 

@@ -120,3 +120,18 @@ def test_dynamics_needs_actions() -> None:
     ctx = GenerationContext(torch.zeros(1, 1, 3, 32, 40), future_frames=2)
     with pytest.raises(ValueError, match="actions"):
         generate(model, "dynamics", ctx, 2)
+
+
+@pytest.mark.parametrize("method", ["euler", "euler_maruyama"])
+def test_shared_noise_gives_every_row_the_first_rows_draws(method: str) -> None:
+    x0 = Tokens(torch.zeros(4, 1, 2), torch.zeros(4, 1, 1))
+    gen = torch.ones(4, 2, dtype=torch.bool)
+    shared = sample(gaussian_velocity, x0, gen, 5, torch.Generator().manual_seed(0), method=method,
+                    shared_noise=True)
+    assert torch.equal(shared.frames, shared.frames[:1].expand_as(shared.frames))
+    assert torch.equal(shared.actions, shared.actions[:1].expand_as(shared.actions))
+    first = Tokens(x0.frames[:1], x0.actions[:1])  # the same generator, one row: the very same draws
+    alone = sample(gaussian_velocity, first, gen[:1], 5, torch.Generator().manual_seed(0), method=method)
+    torch.testing.assert_close(shared.frames[:1], alone.frames)
+    independent = sample(gaussian_velocity, x0, gen, 5, torch.Generator().manual_seed(0), method=method)
+    assert not torch.equal(independent.frames[0], independent.frames[1])

@@ -49,6 +49,35 @@ def test_dynamics_depends_on_the_actions(tiny_world_model, frames, language):
     assert np.array_equal(out[0], same_noise[0])
 
 
+def test_shared_noise_imagines_every_chunk_from_the_same_draw(tiny_world_model, frames, language):
+    from worldmodel.planner import PlannerConfig, world_model_fns
+
+    wm = tiny_world_model
+    same = np.zeros((3, 3, 7), np.float32)  # three identical chunks (two sampler chunks: F = 2 < 3)
+    independent = wm.imagine(frames, language, same, steps=2, generator=torch.Generator().manual_seed(0))
+    shared = wm.imagine(frames, language, same, steps=2, generator=torch.Generator().manual_seed(0),
+                        shared_noise=True)
+    assert not np.array_equal(independent[0], independent[1])  # different draws, different futures
+    assert np.array_equal(shared[0], shared[1]) and np.array_equal(shared[0], shared[2])  # one draw for all
+    # the shared draw is the first row's own: imagining that chunk alone from the same generator gives the same
+    alone = wm.imagine(frames, language, same[:1], steps=2, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(shared[0], alone[0])
+    moved = same.copy()
+    moved[1, :, 0] = 0.05  # only the action differs: so do the futures
+    differs = wm.imagine(frames, language, moved, steps=2, generator=torch.Generator().manual_seed(0),
+                         shared_noise=True)
+    assert np.array_equal(differs[0], differs[2]) and not np.array_equal(differs[0], differs[1])
+    # the planner's imagine follows its config (shared by default), its proposals never share
+    assert PlannerConfig().shared_noise
+    for flag in (True, False):
+        fns = world_model_fns(wm, PlannerConfig(shared_noise=flag))
+        ctx = fns.prepare(frames, language, None)
+        out = fns.imagine(ctx, torch.zeros(2, 2, 7), 2, torch.Generator().manual_seed(1))
+        assert torch.equal(out[0], out[1]) == flag
+    actions, _ = world_model_fns(wm, PlannerConfig()).propose(ctx, 3, 2, 2, torch.Generator().manual_seed(1))
+    assert torch.unique(actions[:, 0, 0]).numel() == 3
+
+
 def test_proposal_temperature_reaches_the_proposals(tiny_world_model, frames, language):
     from worldmodel.planner import PlannerConfig, world_model_fns
 

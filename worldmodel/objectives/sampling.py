@@ -43,6 +43,7 @@ def sample(
     noise_scale: float = 1.0,
     shift: float = 1.0,
     temperature: float = 1.0,
+    shared_noise: bool = False,
 ) -> Tokens:
     """Integrate the flow from noise to data on generated tokens.
 
@@ -61,6 +62,9 @@ def sample(
         shift: resolution shift of the time grid.
         temperature: scale of the initial noise of the generated *action* tokens (1: the learned distribution;
             below 1 the samples concentrate towards the most likely chunk; the frames' noise is not scaled).
+        shared_noise: draw the noise (initial and SDE) for one sample and give it to the whole batch (common
+            random numbers): samples that differ only in their clean tokens then differ in their outputs only
+            because of those tokens, e.g. the futures of N action chunks imagined for one state.
 
     Returns:
         Tokens shaped like ``x_clean`` with generated positions sampled.
@@ -71,7 +75,15 @@ def sample(
     keep = ~generated
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    noise = randn_like_tokens(x_clean, generator)
+    def draw(like: Tokens) -> Tokens:
+        if not shared_noise:
+            return randn_like_tokens(like, generator)
+        one = randn_like_tokens(Tokens(like.frames[:1], None if like.actions is None else like.actions[:1]),
+                                generator)
+        return Tokens(one.frames.expand_as(like.frames),
+                      None if one.actions is None else one.actions.expand_as(like.actions))
+
+    noise = draw(x_clean)
     if temperature != 1.0 and noise.actions is not None:
         noise = Tokens(noise.frames, temperature * noise.actions)
     x = x_clean.where(keep, noise)
@@ -86,7 +98,7 @@ def sample(
         else:
             eps_hat = _axpy(x, -t0, v)
             drift = _axpy(v, -noise_scale, eps_hat)
-            z = randn_like_tokens(x, generator)
+            z = draw(x)
             x_next = _axpy(_axpy(x, dt, drift), (2 * noise_scale * (1 - t0) * dt) ** 0.5, z)
         x = x_clean.where(keep, x_next)
     return x
@@ -139,6 +151,7 @@ class GenerationContext:
         lang: (B, lang_dim) language embedding, a :class:`~worldmodel.models.Condition`, or None.
         guidance: classifier-free guidance scale on the language (1: off).
         temperature: scale of the generated actions' initial noise (1: off; see :func:`sample`).
+        shared_noise: one noise sample for the whole batch (common random numbers; see :func:`sample`).
     """
 
     frames: Tensor
@@ -147,6 +160,7 @@ class GenerationContext:
     lang: Tensor | Condition | None = None
     guidance: float = 1.0
     temperature: float = 1.0
+    shared_noise: bool = False
 
 
 @dataclass
@@ -199,7 +213,8 @@ def generate(
             actions = frames.new_zeros(b, f, cfg.action_dim)
     x_clean = Tokens(patchify(frames, cfg.patch), actions)
     fn = guided_velocity_fn(model, layout, context.lang, context.guidance)
-    out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift, context.temperature)
+    out = sample(fn, x_clean, gen, steps, generator, method, noise_scale, shift, context.temperature,
+                 context.shared_noise)
     out_frames = None
     if verb in ("policy", "dynamics", "video") and imagines:
         out_frames = unpatchify(out.frames, k + f, h, w, cfg.patch)[:, k:]

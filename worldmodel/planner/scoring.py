@@ -35,8 +35,8 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
 
     Args:
         world_model: the world model.
-        config: supplies ``progress_weight``, ``goal_weight``, ``smoothness_weight`` and
-            ``proposal_temperature``.
+        config: supplies ``progress_weight``, ``goal_weight``, ``smoothness_weight``, ``proposal_temperature``
+            and ``shared_noise``.
 
     Returns:
         :class:`PlanFns` whose ``plan`` inputs are frames (K', H, W, 3) uint8, language (512,) and an optional
@@ -67,7 +67,8 @@ def world_model_fns(world_model: Any, config: PlannerConfig) -> PlanFns:
 
     def imagine(ctx: PlanContext, actions: Tensor, steps: int, gen: torch.Generator) -> Tensor:
         n, horizon = actions.shape[:2]
-        return wm.rollout_model(*expand(ctx, n), horizon, steps, gen, wm.normalize(actions))[1]
+        return wm.rollout_model(*expand(ctx, n), horizon, steps, gen, wm.normalize(actions),
+                                shared_noise=config.shared_noise)[1]
 
     def cost(ctx: PlanContext, frames: Tensor, actions: Tensor) -> Tensor:
         n = frames.shape[0]
