@@ -276,3 +276,20 @@ def test_motion_weight_moves_the_frame_loss_to_the_patches_that_move() -> None:
     assert error_at(k * per, off) > 0
     assert error_at(k * per, off) == pytest.approx(error_at(k * per + 1, off))  # unweighted: tokens alike
     assert error_at(k * per, on) > 5 * error_at(k * per + 1, on)  # weighted: the moving patch dominates
+
+
+def test_policy_frame_weight_scales_the_frames_of_policy_examples_only() -> None:
+    model, batch, _, perfect = _perfect("velocity")  # verbs: policy, dynamics, inverse, policy
+    gf, _ = batch.x.split(batch.generated)
+
+    def frame_loss(row: int, weight: float) -> float:  # a prediction wrong by 1 in one frame token of one row
+        wrong = Tokens(perfect.frames.clone(), perfect.actions)
+        wrong.frames[row, int(gf[row].nonzero()[0])] += 1.0
+        cfg = ObjectiveConfig(selfflow=False, policy_frame_weight=weight)
+        return float(flow_matching_loss(Oracle(model.cfg, wrong), batch, cfg, _gen(7)).flow_frames)
+
+    assert frame_loss(0, 1.0) > 0 and frame_loss(0, 1.0) == pytest.approx(frame_loss(1, 1.0))  # alike at 1
+    assert frame_loss(0, 0.0) == 0.0 and frame_loss(1, 0.0) > frame_loss(1, 1.0)  # policy frames left out
+    assert 0 < frame_loss(0, 0.5) < frame_loss(1, 0.5)
+    with pytest.raises(ValueError, match="policy_frame_weight"):
+        ObjectiveConfig(policy_frame_weight=-0.5)

@@ -57,6 +57,12 @@ class ObjectiveConfig:
             the last context frame (the mean over the batch's generated frame tokens). The arm covers a few of a
             frame's patches, so an unweighted loss is mostly won by copying the context, and a model can learn
             dynamics that ignore the action (twelfth session, ``scripts/probe_dynamics.py``). 0 = off.
+        policy_frame_weight: weight of the future-frame loss on ``policy`` examples (those that generate frames and
+            actions together) against 1 on ``dynamics`` / ``video`` examples; the frame term is the weighted mean.
+            At 1 every verb's frames count alike; below 1 the frames are learned mostly where the actions are
+            given, so that the policy's frame predictions (made without the actions) stop pulling the network
+            towards futures that ignore the action (twelfth session: dynamics-only training learns the action,
+            the policy-heavy mix does not; docs/experiments.md).
         state_dropout: probability per training sample (with actions) of leaving out its robot-state tokens.
             With the arm starting from nearly the same pose, the current pose already says where the arm has
             been heading, so a policy can copy that heading from the state instead of finding the object in the
@@ -84,6 +90,7 @@ class ObjectiveConfig:
     language_dropout: float = 0.0
     state_dropout: float = 0.0
     motion_weight: float = 0.0
+    policy_frame_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:
@@ -102,7 +109,7 @@ class ObjectiveConfig:
         for name in ("student_layer_frac", "teacher_layer_frac"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("gamma", "action_weight", "keypoint_action_weight", "motion_weight"):
+        for name in ("gamma", "action_weight", "keypoint_action_weight", "motion_weight", "policy_frame_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.x_pred_min_gap < 1.0:

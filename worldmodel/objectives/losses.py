@@ -196,8 +196,11 @@ def _flow_terms(
     v = velocity_target(batch.x, eps)
     gen_f, gen_a = batch.x.split(batch.generated)
     err_f = (v_pred.frames.float() - v.frames).pow(2).mean(-1)  # (B, Nf)
-    if cfg.motion_weight > 0:
+    if cfg.motion_weight > 0 or cfg.policy_frame_weight != 1.0:
         w = motion_weights(batch.x.frames, batch.layout, gen_f, cfg.motion_weight) * gen_f
+        if cfg.policy_frame_weight != 1.0 and gen_a is not None:  # policy rows generate frames and actions
+            policy = gen_a.any(1) & gen_f.any(1)
+            w = w * torch.where(policy, cfg.policy_frame_weight, 1.0)[:, None]
         flow_frames = (err_f * w).sum() / w.sum().clamp_min(1e-8)
     else:
         flow_frames = _masked_mean(err_f, gen_f)  # over (B, Nf)
