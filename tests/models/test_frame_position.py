@@ -277,12 +277,14 @@ def test_dynamics_probe_tells_an_imagination_that_follows_the_action_from_one_th
     class Simulated:  # a perfect world model: it "imagines" by executing the chunk from the same episode start
         encode_frames, decode_frames = wm.encode_frames, wm.decode_frames
 
-        def imagine(self, frames, obs, chunk, steps, generator):
-            env = envs.make("PickCan")
-            env.reset(seed=10003)
-            out = np.stack([env.step(a)[0]["image"] for a in chunk[0]])
-            env.close()
-            return wm.decode_frames(wm.encode_frames(out), frames.shape[-3:-1])[None]  # at the context's size
+        def imagine(self, frames, obs, chunks, steps, generator, shared_noise=False):
+            out = []
+            for chunk in chunks:
+                env = envs.make("PickCan")
+                env.reset(seed=10003)
+                out.append(np.stack([env.step(a)[0]["image"] for a in chunk]))
+                env.close()
+            return wm.decode_frames(wm.encode_frames(np.stack(out)), frames.shape[-3:-1])  # at the context's size
 
     perfect = dynamics_probe(Simulated(), "PickCan", 10003, horizon=2, steps=1)
     assert perfect.true.shape == perfect.imagined.shape == (6, 2, wm.cfg.frame_height, wm.cfg.frame_width, 3)

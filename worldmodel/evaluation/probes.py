@@ -289,10 +289,7 @@ def dynamics_probe(world_model: Any, task: str = "PickCan", seed: int = 10003, h
         return np.stack([world_model.decode_frames(world_model.encode_frames(f)) for f in frames])
 
     context = model_resolution(obs["image"][None, None])[0]  # (1, h, w, 3): imagined futures come out at h x w
-    gen = torch.Generator()
-    imagined = []
-    for chunk in acts:  # one at a time, the generator re-seeded: every chunk starts from the same noise
-        gen.manual_seed(int(noise_seed))
-        imagined.append(world_model.imagine(context, obs, chunk[None], steps=steps, generator=gen)[0])
-    true, imagined = model_resolution(rendered), np.stack(imagined)
+    imagined = world_model.imagine(context, obs, acts, steps=steps, shared_noise=True,  # one draw for every chunk
+                                   generator=torch.Generator().manual_seed(int(noise_seed)))
+    true = model_resolution(rendered)
     return DynamicsProbe(acts, true, imagined, action_response(imagined, true))

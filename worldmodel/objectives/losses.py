@@ -82,8 +82,8 @@ class LossOutput:
         rep: Self-Flow representation loss, mean over generated tokens of 1 - cos (0 when off).
         cosine: mean cosine between projected student and teacher features (0 when off).
         masked_fraction: fraction of generated tokens that got the second time s (0 when off).
-        flow_frames: velocity MSE over generated frame tokens (weighted towards moving patches when
-            ``objective.motion_weight`` > 0: then not comparable with an unweighted run's).
+        flow_frames: velocity MSE over generated frame tokens (a weighted mean when ``objective.motion_weight``
+            > 0 or ``objective.policy_frame_weight`` != 1: then not comparable with an unweighted run's).
         flow_actions: velocity MSE over generated action tokens (0 if none).
         keypoint_actions: the auxiliary keypoint head's clean-action MSE over samples with actions (0 when off).
     """
