@@ -141,7 +141,7 @@ def _perfect(prediction: str):
     x-prediction, v = x - eps for velocity."""
     model = build_model("tiny", prediction=prediction)
     batch = _batch(model)
-    t, eps, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
+    t, eps, _, _ = _draw_t_eps(batch, ObjectiveConfig(), _gen(7))
     perfect = (
         batch.x if prediction == "x" else Tokens(batch.x.frames - eps.frames, batch.x.actions - eps.actions)
     )
@@ -263,7 +263,7 @@ def test_motion_weight_moves_the_frame_loss_to_the_patches_that_move() -> None:
         frames[:, f * per:(f + 1) * per] = frames[:, (k - 1) * per:k * per]
     frames[:, k * per] += 1.0  # ... except the first patch of the first future frame, which moves
     moving = FlowBatch(Tokens(frames, batch.x.actions), batch.generated, batch.layout, batch.lang)
-    _, eps, _ = _draw_t_eps(moving, ObjectiveConfig(), _gen(7))
+    _, eps, _, _ = _draw_t_eps(moving, ObjectiveConfig(), _gen(7))
     exact = Tokens(moving.x.frames - eps.frames, moving.x.actions - eps.actions)  # the perfect velocity
 
     def error_at(index: int, cfg: ObjectiveConfig) -> float:  # frame loss of a prediction wrong by 1 in one token
@@ -293,3 +293,53 @@ def test_policy_frame_weight_scales_the_frames_of_policy_examples_only() -> None
     assert 0 < frame_loss(0, 0.5) < frame_loss(1, 0.5)
     with pytest.raises(ValueError, match="policy_frame_weight"):
         ObjectiveConfig(policy_frame_weight=-0.5)
+
+
+class TimeSpy(torch.nn.Module):
+    """Fake model that records the per-token times it is given and predicts zeros."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.cfg, self.times = cfg, []
+
+    def forward(self, x, t, layout, lang=None, return_hidden=()):
+        self.times.append(t.clone())
+        zeros = Tokens(torch.zeros_like(x.frames), None if x.actions is None else torch.zeros_like(x.actions))
+        return DiTOutput(zeros, hidden={k: torch.zeros(t.shape[0], t.shape[1], 8) for k in return_hidden})
+
+
+def test_independent_action_time_gives_policy_actions_their_own_time_only() -> None:
+    model = build_model("tiny")
+    batch = _batch(model, verbs=("policy", "dynamics", "inverse", "policy"))
+    gf, ga = batch.x.split(batch.generated)
+
+    def times(independent: bool):
+        spy = TimeSpy(model.cfg)
+        flow_matching_loss(spy, batch, ObjectiveConfig(selfflow=False, independent_action_time=independent), _gen(7))
+        return batch.x.split(spy.times[0])
+
+    (shared_f, shared_a), (own_f, own_a) = times(False), times(True)
+    assert torch.equal(shared_f, own_f)  # the frames' times (and every draw before the new one) are unchanged
+    for row in (1, 2):  # dynamics: clean actions; inverse: its actions keep the sample's t
+        assert torch.equal(shared_a[row], own_a[row])
+    for row in (0, 3):  # policy: the frames keep t, the actions get one other time, shared by the chunk
+        t_frames = shared_f[row][gf[row]]
+        assert torch.all(t_frames == t_frames[0]) and torch.all(shared_a[row] == t_frames[0])
+        assert torch.all(own_a[row] == own_a[row][0]) and float(own_a[row][0]) != float(t_frames[0])
+        assert 0 < float(own_a[row][0]) < 1
+    assert float(own_a[0][0]) != float(own_a[3][0])  # drawn per sample
+
+
+def test_independent_action_time_reaches_selfflow_student_and_teacher() -> None:
+    model = build_model("tiny")
+    batch = _batch(model, verbs=("policy", "policy", "policy", "policy"))
+    cfg = ObjectiveConfig(independent_action_time=True, mask_ratio_frames=0.0, mask_ratio_actions=0.0)
+    inp = selfflow_inputs(batch, cfg, _gen(3))
+    student_f, student_a = batch.x.split(inp.t_student)
+    teacher_f, teacher_a = batch.x.split(inp.t_teacher)
+    gf, _ = batch.x.split(batch.generated)
+    for row in range(4):
+        assert torch.all(student_f[row][gf[row]] == inp.t[row])  # no mask: the student sees t on the frames ...
+        assert float(student_a[row][0]) != float(inp.t[row])  # ... and the actions' own time
+        assert torch.allclose(teacher_a[row], torch.maximum(student_a[row], inp.s[row]))
+        assert torch.allclose(teacher_f[row][gf[row]], torch.maximum(inp.t[row], inp.s[row]))

@@ -51,3 +51,24 @@ def test_ladder_runs_rungs_and_reports(tmp_path, write_tiny_checkpoint) -> None:
     # the report's command reproduces the run: the overrides stay apart from --tasks' values
     assert "--rungs dit none oracle --tasks CloseDrawer -- eval.image_size=[32,40]" in report
     assert "Paired against dit" in report
+
+
+def test_rank_imagination_compares_imaginers_on_the_proposers_decisions(tmp_path, write_tiny_checkpoint) -> None:
+    ckpt = write_tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "rank.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "rank_imagination.py"), "--proposer", str(ckpt),
+           "--imaginer", f"a={ckpt}", "--imaginer", f"b={ckpt}", "--tasks", "CloseDrawer", "--decisions", "2",
+           "--n", "3", "--steps", "1", "--image-size", "32", "40", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["decision"] for r in rows] == [0, 1] and all(len(r["true_progress"]) == 3 for r in rows)
+    for row in rows:
+        for mode in ("independent", "shared"):
+            assert row[f"a/{mode}/psnr"] > 0  # imagined and true futures compared at the model's resolution
+            # the same checkpoint imagines the same futures from the same generator under both names
+            assert row[f"a/{mode}/psnr"] == row[f"b/{mode}/psnr"]
+    assert "| a | imagined, shared draws |" in proc.stdout and "| b | true |" in proc.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "rank_imagination.py"), "--proposer", str(ckpt),
+                          "--imaginer", str(ckpt)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "NAME=CHECKPOINT" in bad.stderr

@@ -63,6 +63,12 @@ class ObjectiveConfig:
             given, so that the policy's frame predictions (made without the actions) stop pulling the network
             towards futures that ignore the action (twelfth session: dynamics-only training learns the action,
             the policy-heavy mix does not; docs/experiments.md).
+        independent_action_time: on ``policy`` examples (those that generate frames and actions together), draw the
+            actions' time from the same sampler independently of the frames' (as UWM does) instead of sharing one
+            t. Then many policy examples carry nearly clean actions beside noisy frames and teach the frames to read
+            the action, as ``dynamics`` examples do, where a shared t always hides the action exactly as much as the
+            frames (twelfth session: the policy-heavy mix leaves the dynamics blind to the action). Sampling is
+            unchanged (the joint sample keeps one t: the diagonal of what is trained). False = one t per sample.
         state_dropout: probability per training sample (with actions) of leaving out its robot-state tokens.
             With the arm starting from nearly the same pose, the current pose already says where the arm has
             been heading, so a policy can copy that heading from the state instead of finding the object in the
@@ -91,6 +97,7 @@ class ObjectiveConfig:
     state_dropout: float = 0.0
     motion_weight: float = 0.0
     policy_frame_weight: float = 1.0
+    independent_action_time: bool = False
 
     def __post_init__(self) -> None:
         if self.time_sampler not in TIME_SAMPLERS:

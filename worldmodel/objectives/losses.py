@@ -1,9 +1,9 @@
 """Vanilla flow matching and Self-Flow as named loss functions returning :class:`LossOutput`
 (docs/architecture.md, "Objectives").
 
-Random numbers are drawn in a fixed order — t, noise, then (Self-Flow only) s and the token mask — so that
-with the same generator Self-Flow at ``R_M = 0`` feeds the student exactly what vanilla flow
-matching feeds the model.
+Random numbers are drawn in a fixed order — t, noise, (``context_noise`` only) the clean level,
+(``independent_action_time`` only) the actions' time, then (Self-Flow only) s and the token mask — so that with
+the same generator Self-Flow at ``R_M = 0`` feeds the student exactly what vanilla flow matching feeds the model.
 """
 
 from __future__ import annotations
@@ -169,8 +169,9 @@ def _sampler(cfg: ObjectiveConfig) -> TimeSampler:
 
 def _draw_t_eps(
     batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None
-) -> tuple[Tensor, Tokens, Tensor]:
-    """Draw the per-sample time t (B,), the noise, and the clean tokens' level (B,) (1 unless context_noise)."""
+) -> tuple[Tensor, Tokens, Tensor, Tensor]:
+    """Draw the per-sample time t (B,), the noise, the clean tokens' level (B,) (1 unless context_noise), and the
+    generated tokens' times (B, N): t, except the actions of policy rows with ``independent_action_time``."""
     b, device = batch.generated.shape[0], batch.generated.device
     t = _sampler(cfg)(b, generator, device)  # (B,)
     eps = randn_like_tokens(batch.x, generator)
@@ -178,7 +179,14 @@ def _draw_t_eps(
     if cfg.context_noise > 0:
         u = torch.rand(b, generator=generator, device=generator.device if generator is not None else device).to(device)
         clean = 1 - cfg.context_noise * u
-    return t, eps, clean
+    t_tokens = t[:, None].expand_as(batch.generated)
+    if cfg.independent_action_time and batch.x.actions is not None:
+        t_actions = _sampler(cfg)(b, generator, device)  # (B,)
+        gen_f, gen_a = batch.x.split(batch.generated)
+        policy = gen_f.any(1) & gen_a.any(1)  # rows that generate both
+        own = torch.where(policy, t_actions, t)  # (B,)
+        t_tokens = torch.cat([t[:, None].expand_as(gen_f), own[:, None].expand_as(gen_a)], dim=1)
+    return t, eps, clean, t_tokens
 
 
 def _flow_terms(
@@ -233,7 +241,8 @@ def _keypoint_term(model: nn.Module, batch: FlowBatch, points: Tensor | None, cf
 def flow_matching_loss(
     model: nn.Module, batch: FlowBatch, cfg: ObjectiveConfig, generator: torch.Generator | None = None
 ) -> LossOutput:
-    """Vanilla flow matching: one t per sample for all generated tokens, clean tokens at t = 1.
+    """Vanilla flow matching: one t per sample for all generated tokens (with ``independent_action_time``, a
+    second one for a policy example's actions), clean tokens at t = 1.
 
     Args:
         model: a ``VideoActionDiT`` (its ``cfg.prediction`` says how to read the output).
@@ -241,8 +250,8 @@ def flow_matching_loss(
         cfg: objective config (``selfflow`` is ignored here).
         generator: source of t and noise.
     """
-    t, eps, clean = _draw_t_eps(batch, cfg, generator)
-    tau = torch.where(batch.generated, t[:, None], clean[:, None])  # (B, N)
+    _, eps, clean, t_tokens = _draw_t_eps(batch, cfg, generator)
+    tau = torch.where(batch.generated, t_tokens, clean[:, None])  # (B, N)
     x_t = interpolate(batch.x, eps, tau)
     flow, ff, fa, kp, _ = _flow_terms(model, batch, x_t, tau, eps, cfg)
     zero = torch.zeros((), device=flow.device)
@@ -255,7 +264,7 @@ def selfflow_inputs(
 ) -> SelfFlowInputs:
     """Draw t, noise, s and the token mask, and build student and teacher inputs (docs/architecture.md,
     "Objectives")."""
-    t, eps, clean = _draw_t_eps(batch, cfg, generator)
+    t, eps, clean, t_tokens = _draw_t_eps(batch, cfg, generator)
     b, n = batch.generated.shape
     device = batch.generated.device
     s = _sampler(cfg)(b, generator, device)  # (B,), independent of t, not sorted
@@ -265,8 +274,8 @@ def selfflow_inputs(
     ratio = torch.where(is_action, cfg.mask_ratio_actions, cfg.mask_ratio_frames)  # (N,)
     masked = batch.generated & (u < ratio[None])
     one = clean[:, None]  # clean tokens' level, shared by student and teacher
-    t_student = torch.where(batch.generated, torch.where(masked, s[:, None], t[:, None]), one)  # (B, N)
-    t_teacher = torch.where(batch.generated, torch.maximum(t, s)[:, None], one)  # (B, N)
+    t_student = torch.where(batch.generated, torch.where(masked, s[:, None], t_tokens), one)  # (B, N)
+    t_teacher = torch.where(batch.generated, torch.maximum(t_tokens, s[:, None]), one)  # (B, N)
     return SelfFlowInputs(
         x_student=interpolate(batch.x, eps, t_student),
         t_student=t_student,

@@ -453,7 +453,12 @@ class Trainer:
             if self.info.is_main:  # only now that the run is accepted: a rejected resume changes nothing on disk
                 prune_checkpoints(self.run_dir, self._skipped)
                 (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-            return self._loop()
+            result = self._loop()
+            # every rank finishes its collectives before any tears the group down (a rank that destroyed it while
+            # another still had FSDP2 traffic in flight aborted at exit now and then); only on success: a failing
+            # rank must not wait for one that is still training
+            D.barrier(self.info)
+            return result
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
