@@ -183,6 +183,22 @@ def test_mixture_weights_set_each_dataset_share_of_the_clips(tiny_dataset, part_
         ClipConfig(1, 2, clips_per_episode=4, weights=[1, -1])
 
 
+def test_imitate_flags_mark_the_clips_of_each_dataset(tiny_dataset, part_b, tiny_stats):
+    """data.imitate=[true, false]: every clip of the second dataset carries imitate=False, the first's True; without
+    the key the clips carry none; a flag list that does not match data.dir (or imitates nothing) is refused."""
+    cfg = ClipConfig(1, 2, image_size=(16, 20), epochs=1, imitate=[True, False])
+    clips = list(ClipDataset([tiny_dataset, part_b], cfg, tiny_stats))
+    assert {bool(c["imitate"]) for c in clips} == {True, False}
+    assert all(bool(c["imitate"]) == (int(c["clip_id"][0]) < len(LENGTHS)) for c in clips)
+    assert "imitate" not in next(iter(ClipDataset([tiny_dataset, part_b], ClipConfig(1, 2), tiny_stats)))
+    with pytest.raises(ValueError, match=r"data\.imitate has 3 entries but data\.dir names 2"):
+        ClipDataset([tiny_dataset, part_b], ClipConfig(1, 2, imitate=[True, False, True]), tiny_stats)
+    with pytest.raises(ValueError, match=r"data\.imitate: no dataset is imitated"):
+        ClipConfig(1, 2, imitate=[False, False])
+    with pytest.raises(ValueError, match=r"data\.imitate must be a list of true / false"):
+        ClipConfig(1, 2, imitate=[1, 0])
+
+
 def test_mixture_weights_through_the_data_config(tiny_dataset, part_b, tmp_path):
     """data.weights from the command line reaches the training stream, and the trainer's fixed validation clip
     (every start, in episode order) ignores it."""

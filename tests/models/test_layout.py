@@ -10,6 +10,7 @@ from worldmodel.models import (
     TokenLayout,
     VerbSampler,
     batch_generated_mask,
+    demonstration_verbs,
     generated_mask,
     patchify,
     unpatchify,
@@ -65,6 +66,17 @@ def test_verb_sampler_frequencies_and_video_only_without_actions() -> None:
         VerbSampler({"video": 1.0})
     with pytest.raises(ValueError, match="verb_probs"):
         VerbSampler({"policy": -1.0})
+
+
+def test_demonstration_verbs_turn_policy_draws_of_non_demonstrations_into_dynamics() -> None:
+    verbs = ["policy", "policy", "inverse", "dynamics", "video"]
+    assert demonstration_verbs(verbs, [True, False, False, False, False]) == [
+        "policy", "dynamics", "inverse", "dynamics", "video"]
+    assert demonstration_verbs(verbs, torch.tensor([False, True, True, True, True])) == [
+        "dynamics", "policy", "inverse", "dynamics", "video"]
+    assert demonstration_verbs(verbs, None) == verbs
+    with pytest.raises(ValueError, match="5 verbs but 2 imitate flags"):
+        demonstration_verbs(verbs, [True, False])
 
 
 def test_action_positions_sit_between_the_frames_they_link() -> None:

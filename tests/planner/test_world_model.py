@@ -153,3 +153,24 @@ def test_progress_head_learns_from_the_loss():
     # predicting the mean target would give MAE ~0.2 (targets spread over [0.1, 0.9])
     assert last.mae < 0.07 and first.mae > 0.1, (first.mae, last.mae)
     assert not any(p.grad is not None for p in model.parameters())  # the trunk is read, not trained
+
+
+def test_progress_loss_weights_leave_zero_weight_clips_out() -> None:
+    """data.imitate: clips of non-demonstration data weigh 0 — their targets change nothing, the rest is the plain
+    loss over the weighted clips; all-ones weights equal no weights."""
+    model = WorldModel.random("tiny", seed=0).model
+    head = ProgressHead(ProgressHeadConfig.for_model(model))
+    gen = torch.Generator().manual_seed(1)
+    frames, lang = torch.rand(4, 3, 3, 32, 40, generator=gen) * 2 - 1, torch.zeros(4, 512)
+    target = torch.rand(4, 2, generator=gen)
+    weight = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    out = progress_loss(model, head, frames, lang, target, weight=weight)
+    wrong = target.clone()
+    wrong[1], wrong[3] = 1 - target[1], 1 - target[3]  # other targets on the zero-weight clips only
+    assert torch.allclose(out.total, progress_loss(model, head, frames, lang, wrong, weight=weight).total)
+    kept = torch.tensor([0, 2])
+    alone = progress_loss(model, head, frames[kept], lang[kept], target[kept])
+    assert torch.allclose(out.total, alone.total, atol=1e-6) and torch.allclose(out.mae, alone.mae, atol=1e-6)
+    plain = progress_loss(model, head, frames, lang, target)
+    assert torch.allclose(progress_loss(model, head, frames, lang, target, weight=torch.ones(4)).total, plain.total)
+    assert not torch.allclose(out.total, plain.total)

@@ -85,6 +85,11 @@ class ClipConfig:
             clips whatever its episode count (its episodes draw ``clips_per_episode · share_d · N / N_d`` starts
             each, stochastically rounded, so the shares hold in expectation). None: every episode weighs the
             same. Needs ``clips_per_episode > 0``.
+        imitate: one flag per dataset (``data.dir=[a,b,...]``, in order): whether its actions are demonstrations.
+            Clips of a dataset with ``false`` (exploration or heavily perturbed "play" data, whose actions are not
+            the task's) carry ``imitate=False`` and the trainer never gives them the ``policy`` verb nor the
+            progress head: they teach the world model what actions do, not what to do. None: every dataset is
+            imitated (no ``imitate`` key in the clips).
     """
 
     context_frames: int = 1
@@ -103,6 +108,7 @@ class ClipConfig:
     max_episodes: int | None = None
     random_shift: int = 0
     weights: list[float] | None = None
+    imitate: list[bool] | None = None
 
     def __post_init__(self) -> None:
         self.image_size = tuple(int(v) for v in self.image_size)  # type: ignore[assignment]
@@ -124,6 +130,13 @@ class ClipConfig:
                 raise ValueError(f"data.weights must be non-negative with a positive sum, got {self.weights}")
             if self.clips_per_episode < 1:
                 raise ValueError("data.weights needs data.clips_per_episode > 0 (starts drawn per episode)")
+        if self.imitate is not None:
+            flags = list(self.imitate)
+            if not flags or not all(isinstance(f, bool) for f in flags):
+                raise ValueError(f"data.imitate must be a list of true / false, one per dataset, got {flags}")
+            if not any(flags):
+                raise ValueError("data.imitate: no dataset is imitated, the policy would learn nothing")
+            self.imitate = flags
 
     @property
     def clip_length(self) -> int:
@@ -199,6 +212,7 @@ class ClipDataset(IterableDataset):
             min(opened.num_episodes, config.max_episodes)
         self.language_dim = opened.language_dim()
         self.episode_rates = self._episode_rates(opened, config.weights)
+        self.episode_imitated = self._episode_imitated(opened, config.imitate)
         self.strict = strict
         self.config = config
         self.stats = stats
@@ -229,6 +243,18 @@ class ClipDataset(IterableDataset):
             if hi > lo:
                 rates[lo:hi] = (w / total) * self.num_episodes / (hi - lo)
         return rates
+
+    def _episode_imitated(self, opened: RLDSDataset | ConcatRLDS, imitate: list[bool] | None) -> np.ndarray | None:
+        """Per episode, whether its dataset is imitated (None: ``imitate`` unset)."""
+        if imitate is None:
+            return None
+        offsets = list(getattr(opened, "offsets", [0]))
+        if len(imitate) != len(offsets):
+            raise ValueError(f"data.imitate has {len(imitate)} entries but data.dir names {len(offsets)} dataset(s)")
+        out = np.zeros(self.num_episodes, bool)
+        for flag, lo, hi in zip(imitate, offsets, [*offsets[1:], self.num_episodes], strict=True):
+            out[min(lo, self.num_episodes):min(hi, self.num_episodes)] = flag
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -341,6 +367,8 @@ class ClipDataset(IterableDataset):
         if not cfg.video_only:
             first = start + k - 1
             sample["actions"] = torch.from_numpy(ep["actions"][first:first + f].copy())  # (F, 7)
+        if self.episode_imitated is not None:
+            sample["imitate"] = torch.tensor(bool(self.episode_imitated[ep["index"]]))
         if "instruction" in ep:
             sample["instruction"] = torch.from_numpy(ep["instruction"])  # (L, 384), shared read-only
         if "state" in ep:

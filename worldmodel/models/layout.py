@@ -21,7 +21,7 @@ can work per token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -204,6 +204,18 @@ class VerbSampler:
             return ["video"] * batch_size
         idx = torch.multinomial(self.probs, batch_size, replacement=True, generator=generator)
         return [self.verbs[i] for i in idx.tolist()]
+
+
+def demonstration_verbs(verbs: list[str], imitated: Sequence[bool] | Tensor | None) -> list[str]:
+    """The verbs of a batch whose clips may come from non-demonstration data (``data.imitate``): a ``policy`` draw
+    of a clip that is not imitated becomes ``dynamics`` (its actions teach what actions do, not what to do); the
+    other verbs, and every verb when ``imitated`` is None, stay. No random numbers are drawn."""
+    if imitated is None:
+        return list(verbs)
+    flags = [bool(f) for f in imitated]
+    if len(flags) != len(verbs):
+        raise ValueError(f"{len(verbs)} verbs but {len(flags)} imitate flags")
+    return ["dynamics" if v == "policy" and not ok else v for v, ok in zip(verbs, flags, strict=True)]
 
 
 def patchify(frames: Tensor, patch: int) -> Tensor:

@@ -44,6 +44,7 @@ def progress_loss(
     lang: Tensor | None,
     progress: Tensor,
     detach_features: bool = True,
+    weight: Tensor | None = None,
 ) -> ProgressLossOutput:
     """Progress loss of one batch of clips.
 
@@ -55,6 +56,8 @@ def progress_loss(
         lang: (B, lang_dim) language embeddings or None.
         progress: (B, F) targets in [0, 1] for the last F frames.
         detach_features: run the network under ``no_grad`` (only the head trains).
+        weight: (B,) per-clip weights (e.g. 0 for clips whose ``step / length`` is no progress: non-demonstration
+            data); the loss and errors are means over the weighted clips. None: every clip alike.
 
     Returns:
         :class:`ProgressLossOutput`.
@@ -66,7 +69,14 @@ def progress_loss(
         pooled = clean_frame_states(model, frames, lang, head.block)  # (B, T, D)
     logits = head(pooled.float(), lang)[:, -f:]  # (B, F)
     target = progress.to(logits.dtype)
-    total = F.binary_cross_entropy_with_logits(logits, target)
+    if weight is None:
+        total = F.binary_cross_entropy_with_logits(logits, target)
+        with torch.no_grad():
+            err = torch.sigmoid(logits) - target
+        return ProgressLossOutput(total=total, mse=(err**2).mean(), mae=err.abs().mean())
+    w = weight.to(logits.dtype)[:, None].expand_as(logits)  # every clip of a zero-weight row still runs (DDP)
+    norm = w.sum().clamp_min(1e-8)
+    total = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / norm
     with torch.no_grad():
         err = torch.sigmoid(logits) - target
-    return ProgressLossOutput(total=total, mse=(err**2).mean(), mae=err.abs().mean())
+    return ProgressLossOutput(total=total, mse=(err**2 * w).sum() / norm, mae=(err.abs() * w).sum() / norm)

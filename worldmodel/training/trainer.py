@@ -21,7 +21,7 @@ from worldmodel.data.pipeline import STATS_FILE, build_clip_loader, clip_config,
 from worldmodel.data.reader import open_rlds
 from worldmodel.data.stats import ActionStats, load_or_compute_stats
 from worldmodel.integrity import load_pickle_free, load_tensors, read_json
-from worldmodel.models import Condition, ModelConfig, Projector, VerbSampler, build_model
+from worldmodel.models import Condition, ModelConfig, Projector, VerbSampler, build_model, demonstration_verbs
 from worldmodel.models.progress import ProgressHead, ProgressHeadConfig
 from worldmodel.objectives import EMA, FlowBatch, LossOutput, ObjectiveConfig, training_loss
 from worldmodel.objectives.progress import ProgressLossOutput, progress_loss
@@ -45,7 +45,7 @@ from worldmodel.validation import check_language_dim, check_writable_dir
 MODES = ("pretrain", "finetune")
 
 # (frames (B, K+F, 3, H, W) clean in [-1, 1], the undropped Condition, progress targets (B, F))
-ProgressInputs = tuple[torch.Tensor, Condition, torch.Tensor]
+ProgressInputs = tuple[torch.Tensor, Condition, torch.Tensor, torch.Tensor | None]  # frames, language, target, weight
 
 
 class NonFiniteLossError(RuntimeError):
@@ -85,8 +85,8 @@ class _Student(nn.Module):
         out = training_loss(self.model, batch, self.objective, self._teacher[0], self.projector, generator)
         if progress is None or self.progress_head is None:
             return out, None
-        frames, lang, target = progress
-        return out, progress_loss(self._teacher[0], self.progress_head, frames, lang, target)
+        frames, lang, target, weight = progress
+        return out, progress_loss(self._teacher[0], self.progress_head, frames, lang, target, weight=weight)
 
 
 class Trainer:
@@ -330,6 +330,8 @@ class Trainer:
                 float(torch.rand((), generator=streams.batch_kind)) < self.p_video:
             actions = None
         verbs = self.verbs.sample(frames.shape[0], actions is not None, streams.verbs)
+        imitated = batch.get("imitate")  # (B,) bool with data.imitate: False for clips of non-demonstration data
+        verbs = demonstration_verbs(verbs, imitated)  # their actions are not the task's: never the policy's targets
         actions = None if actions is None else actions.to(dev, non_blocking=True)
         full = lang = Condition(batch["language"], batch.get("instruction"), batch.get("state")).to(dev)
         if actions is not None and self.objective.language_dropout > 0:  # for classifier-free guidance
@@ -341,7 +343,10 @@ class Trainer:
                                  self.model_cfg.future_frame_tokens)
         progress = None
         if self.state.head is not None and actions is not None:
-            progress = (frames, full, batch["progress"].to(dev, non_blocking=True))  # the scorer sees the task
+            # step / length is progress in demonstrations only: other clips weigh 0 (they still run, so that every
+            # rank's head gets a gradient)
+            weight = None if imitated is None else imitated.to(dev, torch.float32)
+            progress = (frames, full, batch["progress"].to(dev, non_blocking=True), weight)  # the scorer sees the task
         return fb, progress
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
