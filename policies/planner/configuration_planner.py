@@ -17,6 +17,9 @@ class PlannerPolicyConfig:
 
     Attributes:
         checkpoint: a training checkpoint or run directory.
+        imagine_checkpoint: a second world model (checkpoint or run directory) whose ``dynamics`` verb re-imagines
+            the proposals and whose progress head scores them, e.g. a dynamics-trained model beside the policy
+            (None: ``checkpoint`` does everything; needs ``planner.reimagine``).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         ema: use the EMA weights.
         num_threads: torch CPU threads; 1 avoids OpenMP contention on shared CPUs (0: leave torch's setting).
@@ -25,6 +28,7 @@ class PlannerPolicyConfig:
     """
 
     checkpoint: str | None = None
+    imagine_checkpoint: str | None = None
     device: str = "auto"
     ema: bool = True
     num_threads: int = 1

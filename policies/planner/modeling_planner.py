@@ -64,11 +64,13 @@ class PlannerPolicy(DiTPolicy):
         config: :class:`PlannerPolicyConfig`; keyword overrides of its fields too (``checkpoint=...``,
             ``planner={"method": "cem"}``).
         world_model: an already built :class:`worldmodel.WorldModel` (instead of ``config.checkpoint``).
+        imaginer: an already built second world model that imagines and scores (instead of
+            ``config.imagine_checkpoint``).
         seed: default seed of the planner's noise.
     """
 
     def __init__(self, env: Any = None, config: PlannerPolicyConfig | None = None, world_model: Any = None,
-                 seed: int | None = None, **overrides: Any) -> None:
+                 seed: int | None = None, imaginer: Any = None, **overrides: Any) -> None:
         base = config or PlannerPolicyConfig()
         known = {f.name for f in fields(PlannerPolicyConfig)}
         unknown = set(overrides) - known
@@ -80,12 +82,17 @@ class PlannerPolicy(DiTPolicy):
         pcfg = cfg.planner
         if world_model is None:
             world_model = load_world_model(cfg.checkpoint, cfg.device, cfg.ema)
+        if imaginer is None and cfg.imagine_checkpoint:
+            imaginer = load_world_model(cfg.imagine_checkpoint, cfg.device, cfg.ema)
+        self.imaginer = imaginer
+        scorer_model = world_model if imaginer is None else imaginer  # the model whose space the futures are in
         self.env = env
         self.simulator: SimulatorRollouts | None = None
         if pcfg.scorer in ("oracle", "learned_on_true") or pcfg.diagnostics:
             self.simulator = SimulatorRollouts(env, lambda a: threshold_gripper(a, cfg.gripper_threshold),
                                                pcfg.oracle_hold_steps)
-        fns = ladder_fns(world_model_fns(world_model, pcfg), pcfg.scorer, self.simulator, world_model.encode_frames)
+        fns = ladder_fns(world_model_fns(world_model, pcfg, imaginer), pcfg.scorer, self.simulator,
+                         scorer_model.encode_frames)
         # Imagination metrics need the frames the planner scored, when they are the model's own.
         self._futures = FutureLog() if pcfg.diagnostics and pcfg.scorer in ("learned", "none") else None
         if self._futures is not None:
@@ -139,7 +146,7 @@ class PlannerPolicy(DiTPolicy):
         assert self.simulator is not None
         true = self.simulator.rollout(result.candidates)
         imagined = real = None
-        wm = self.world_model
+        wm = self.world_model if self.imaginer is None else self.imaginer  # the futures are in its space
         if self._futures is not None and wm.imagines:
             imagined = wm.decode_frames(self._futures.lookup(result.candidates))
             real = wm.decode_frames(wm.encode_frames(true.frames))

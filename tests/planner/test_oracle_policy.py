@@ -103,3 +103,24 @@ def test_closed_loop_episode_with_each_scorer(tmp_path, write_tiny_checkpoint, s
         assert task["psnr_mean"] is None and task["action_corr_mean"] is None
     readme = build_report(tmp_path / "report", {"planner": out}, {}).read_text()
     assert "## Ranking quality" in readme and f"planner ({scorer}) | PickCan" in readme and "action corr" in readme
+
+
+def test_planner_policy_imagines_with_a_second_model(tmp_path, write_tiny_checkpoint, tiny_world_model):
+    """policy.imagine_checkpoint: the same proposals, re-imagined (and diagnosed) by the second model; a second
+    model with the proposer's own weights imagines exactly what the one-model planner does."""
+    env, obs = warmed_env()
+    other = write_tiny_checkpoint(tmp_path / "other", seed=1)
+    twin = write_tiny_checkpoint(tmp_path / "twin", seed=0)  # tiny_world_model's weights
+    runs = {}
+    for name, extra in (("one", {}), ("two", {"imagine_checkpoint": str(other)}),
+                        ("twin", {"imagine_checkpoint": str(twin)})):
+        policy = make_policy("planner", env=env, world_model=tiny_world_model,
+                             planner=dict(SEARCH, diagnostics=True), **extra)
+        policy.reset(seed=5)
+        policy.select_action(obs)
+        runs[name] = (policy, policy.last_result.candidates, policy.last_diagnosis.imagined)
+    assert runs["one"][0].imaginer is None and runs["two"][0].imaginer is not None
+    np.testing.assert_array_equal(runs["one"][1], runs["two"][1])  # the proposer's proposals, both times
+    assert runs["one"][2].shape == runs["two"][2].shape
+    assert not np.array_equal(runs["one"][2], runs["two"][2])  # imagined by the other network
+    np.testing.assert_array_equal(runs["one"][2], runs["twin"][2])

@@ -174,3 +174,26 @@ def test_progress_loss_weights_leave_zero_weight_clips_out() -> None:
     plain = progress_loss(model, head, frames, lang, target)
     assert torch.allclose(progress_loss(model, head, frames, lang, target, weight=torch.ones(4)).total, plain.total)
     assert not torch.allclose(out.total, plain.total)
+
+
+def test_an_imagination_model_reimagines_and_scores_the_proposals(frames, language):
+    """planner with ``imaginer``: the proposer only proposes, the imaginer only re-imagines (its dynamics verb) and
+    scores; the same model as both gives exactly the one-model planner; without re-imagining it is refused."""
+    proposer, imaginer = WorldModel.random("tiny", seed=0), WorldModel.random("tiny", seed=1)
+    calls: dict[str, list[bool]] = {"proposer": [], "imaginer": []}
+    for name, wm in (("proposer", proposer), ("imaginer", imaginer)):
+        def spy(*args, _orig=wm.rollout_model, _name=name, **kwargs):
+            calls[_name].append((args[5] if len(args) > 5 else kwargs.get("actions")) is not None)  # given actions
+            return _orig(*args, **kwargs)
+        wm.rollout_model = spy
+    cfg = PlannerConfig(num_candidates=4, horizon=2, sampling_steps=1, seed=3)
+    two = make_planner(proposer, cfg, imaginer=imaginer).plan(frames, language)
+    assert calls["proposer"] == [False] and calls["imaginer"] == [True]
+    one = make_planner(proposer, cfg).plan(frames, language)
+    same = make_planner(proposer, cfg, imaginer=proposer).plan(frames, language)
+    np.testing.assert_array_equal(one.actions, same.actions)
+    np.testing.assert_array_equal(one.scores, same.scores)
+    np.testing.assert_array_equal(one.candidates, two.candidates)  # the same proposals ...
+    assert not np.allclose(one.scores, two.scores)  # ... imagined and scored by another model
+    with pytest.raises(ValueError, match="reimagine=true"):
+        make_planner(proposer, PlannerConfig(reimagine=False), imaginer=imaginer)
