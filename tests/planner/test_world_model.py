@@ -60,8 +60,12 @@ def test_shared_noise_imagines_every_chunk_from_the_same_draw(tiny_world_model, 
     assert not np.array_equal(independent[0], independent[1])  # different draws, different futures
     assert np.array_equal(shared[0], shared[1]) and np.array_equal(shared[0], shared[2])  # one draw for all
     # the shared draw is the first row's own: imagining that chunk alone from the same generator gives the same
+    # (up to one grey level: a batch of 1 and a batch of 3 may round differently in the CPU's matmul kernels; another
+    # draw would differ everywhere)
     alone = wm.imagine(frames, language, same[:1], steps=2, generator=torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(shared[0], alone[0])
+    gap = np.abs(shared[0].astype(np.int16) - alone[0].astype(np.int16))
+    assert gap.max() <= 1 and gap.mean() < 0.01, (gap.max(), gap.mean())
+    assert np.abs(independent[1].astype(np.int16) - alone[0].astype(np.int16)).mean() > 1  # what another draw does
     moved = same.copy()
     moved[1, :, 0] = 0.05  # only the action differs: so do the futures
     differs = wm.imagine(frames, language, moved, steps=2, generator=torch.Generator().manual_seed(0),
