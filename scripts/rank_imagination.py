@@ -92,16 +92,19 @@ def main() -> int:
                     k = wm.context_frames
                     real = wm.decode_frames(wm.encode_frames(true.frames))  # (n, T, h, w, 3) at its resolution
                     ctx = wm.decode_frames(wm.encode_frames(d.context[-k:]))  # (K, h, w, 3)
-                    clip = np.concatenate([np.repeat(ctx[None], len(real), 0), real], 1)
-                    row[f"{name}/true/spearman"] = spearman(wm.progress(clip, view)[:, -1], d.true_progress) \
-                        if wm.has_progress else math.nan
+                    contexts = np.repeat(ctx[None], len(real), 0)  # (n, K, h, w, 3)
+
+                    def score(futures: np.ndarray, wm=wm, contexts=contexts, view=view) -> np.ndarray:  # its head
+                        if not wm.has_progress:
+                            return np.full(len(futures), math.nan)
+                        return wm.progress(np.concatenate([contexts, futures], 1), view)[:, -1]
+
+                    row[f"{name}/true/spearman"] = spearman(score(real), d.true_progress)
                     for mode, shared in modes.items():
                         gen = torch.Generator().manual_seed(seed * 1000 + decisions)
                         imagined = wm.imagine(ctx, view, d.candidates, args.steps, gen, shared_noise=shared)
-                        clip = np.concatenate([np.repeat(ctx[None], len(real), 0), imagined], 1)
-                        score = wm.progress(clip, view)[:, -1] if wm.has_progress else np.full(len(real), math.nan)
                         row[f"{name}/{mode}/action_corr"] = action_response(imagined, real).corr
-                        row[f"{name}/{mode}/spearman"] = spearman(score, d.true_progress)
+                        row[f"{name}/{mode}/spearman"] = spearman(score(imagined), d.true_progress)
                         row[f"{name}/{mode}/psnr"] = image_quality(imagined, real)[0]
                 rows.append(row)
             obs, _, terminated, truncated, _ = env.step(action)

@@ -229,17 +229,12 @@ class ClipDataset(IterableDataset):
         """Per episode, the multiple of ``clips_per_episode`` it draws under ``weights`` (None: all 1)."""
         if weights is None:
             return None
-        offsets = getattr(opened, "offsets", [0])
-        if len(weights) != len(offsets):
-            raise ValueError(f"data.weights has {len(weights)} entries but data.dir names {len(offsets)} "
-                             f"dataset(s)")
-        bounds = [min(o, self.num_episodes) for o in offsets] + [self.num_episodes]
-        counts = np.diff(bounds)
-        total = sum(w for w, n in zip(weights, counts, strict=True) if n > 0)  # datasets max_episodes reaches
+        ranges = self._dataset_ranges(opened, "weights", len(weights))
+        total = sum(w for w, (lo, hi) in zip(weights, ranges, strict=True) if hi > lo)  # datasets max_episodes reaches
         if total <= 0:
             raise ValueError(f"data.weights {weights}: no weighted dataset has episodes to read")
         rates = np.zeros(self.num_episodes)
-        for w, lo, hi in zip(weights, bounds[:-1], bounds[1:], strict=True):
+        for w, (lo, hi) in zip(weights, ranges, strict=True):
             if hi > lo:
                 rates[lo:hi] = (w / total) * self.num_episodes / (hi - lo)
         return rates
@@ -248,13 +243,19 @@ class ClipDataset(IterableDataset):
         """Per episode, whether its dataset is imitated (None: ``imitate`` unset)."""
         if imitate is None:
             return None
-        offsets = list(getattr(opened, "offsets", [0]))
-        if len(imitate) != len(offsets):
-            raise ValueError(f"data.imitate has {len(imitate)} entries but data.dir names {len(offsets)} dataset(s)")
         out = np.zeros(self.num_episodes, bool)
-        for flag, lo, hi in zip(imitate, offsets, [*offsets[1:], self.num_episodes], strict=True):
-            out[min(lo, self.num_episodes):min(hi, self.num_episodes)] = flag
+        for flag, (lo, hi) in zip(imitate, self._dataset_ranges(opened, "imitate", len(imitate)), strict=True):
+            out[lo:hi] = flag
         return out
+
+    def _dataset_ranges(self, opened: RLDSDataset | ConcatRLDS, key: str, entries: int) -> list[tuple[int, int]]:
+        """The global episode range [lo, hi) of each dataset of ``data.dir`` within the episodes read
+        (``max_episodes`` may cut it short); ``data.<key>`` must have one entry per dataset."""
+        offsets = getattr(opened, "offsets", [0])
+        if entries != len(offsets):
+            raise ValueError(f"data.{key} has {entries} entries but data.dir names {len(offsets)} dataset(s)")
+        bounds = [min(o, self.num_episodes) for o in offsets] + [self.num_episodes]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

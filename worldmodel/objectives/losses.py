@@ -163,6 +163,11 @@ def motion_weights(frames: Tensor, layout: TokenLayout, generated: Tensor, stren
         return 1 + strength * m / mean
 
 
+def _policy_rows(gen_f: Tensor, gen_a: Tensor) -> Tensor:
+    """(B,) bool: the rows that generate frames and actions together (the ``policy`` verb)."""
+    return gen_f.any(1) & gen_a.any(1)
+
+
 def _sampler(cfg: ObjectiveConfig) -> TimeSampler:
     return TimeSampler(cfg.time_sampler, cfg.time_mean, cfg.time_std, cfg.time_shift)
 
@@ -183,8 +188,7 @@ def _draw_t_eps(
     if cfg.independent_action_time and batch.x.actions is not None:
         t_actions = _sampler(cfg)(b, generator, device)  # (B,)
         gen_f, gen_a = batch.x.split(batch.generated)
-        policy = gen_f.any(1) & gen_a.any(1)  # rows that generate both
-        own = torch.where(policy, t_actions, t)  # (B,)
+        own = torch.where(_policy_rows(gen_f, gen_a), t_actions, t)  # (B,)
         t_tokens = torch.cat([t[:, None].expand_as(gen_f), own[:, None].expand_as(gen_a)], dim=1)
     return t, eps, clean, t_tokens
 
@@ -207,8 +211,7 @@ def _flow_terms(
     if cfg.motion_weight > 0 or cfg.policy_frame_weight != 1.0:
         w = motion_weights(batch.x.frames, batch.layout, gen_f, cfg.motion_weight) * gen_f
         if cfg.policy_frame_weight != 1.0 and gen_a is not None:  # policy rows generate frames and actions
-            policy = gen_a.any(1) & gen_f.any(1)
-            w = w * torch.where(policy, cfg.policy_frame_weight, 1.0)[:, None]
+            w = w * torch.where(_policy_rows(gen_f, gen_a), cfg.policy_frame_weight, 1.0)[:, None]
         flow_frames = (err_f * w).sum() / w.sum().clamp_min(1e-8)
     else:
         flow_frames = _masked_mean(err_f, gen_f)  # over (B, Nf)
